@@ -1,0 +1,48 @@
+"""Rule matching for events that reach a running enrollment (a local activity)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from temporalio import activity
+
+from engine.store import Store
+from rules import RuleError
+from rules import cache as rule_cache
+from workflows.messages import MATCH, MatchInput
+
+
+class MatchActivities:
+    """Evaluates ``wait_for`` / goal / exit rules against the customer's fresh profile.
+
+    Args:
+        store: SQL store (for the profile).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    @activity.defn(name=MATCH)
+    async def match(self, inp: MatchInput) -> bool:
+        """True when the rule holds for this event."""
+        rule = rule_cache.rule(inp.rule)
+        customer = None
+        if "customer" in rule.names:
+            customer = await asyncio.to_thread(self._store.get_customer, inp.customer_id)
+        context = {
+            "customer": customer or {"id": inp.customer_id},
+            "event": inp.event.as_context(),
+            "trigger": inp.trigger.as_context(),
+            "vars": inp.vars,
+            "journey": inp.journey,
+            "steps": inp.steps,
+            "now": datetime.fromisoformat(inp.now),
+        }
+        try:
+            return rule.test(context)
+        except RuleError as exc:
+            # A rule that cannot be evaluated on this event's data does not match it;
+            # ending the enrollment over one malformed event would be worse.
+            activity.logger.warning("rule did not evaluate, treating as no match: %s", exc.message)
+            return False

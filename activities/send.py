@@ -1,0 +1,103 @@
+"""The send activity: at most one delivery per (enrollment, step, visit), always logged."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.channels import DeliveryError, deliver, render
+from activities.wecom import WeComClient, WeComError
+from engine.models import MessageRow
+from engine.store import Store, utcnow
+from rules import RuleError
+from workflows.messages import SEND, SendInput, SendResult
+
+
+def idempotency_key(inp: SendInput) -> str:
+    """The message log key: one delivery per enrollment step visit."""
+    return f"{inp.enrollment_id}:{inp.step_id}:{inp.visit}"
+
+
+class SendActivities:
+    """Delivers journey messages and records every attempt in the message log.
+
+    Args:
+        store: SQL store (profiles, message log).
+        wecom: WeCom client.
+    """
+
+    def __init__(self, store: Store, wecom: WeComClient) -> None:
+        self._store = store
+        self._wecom = wecom
+
+    @activity.defn(name=SEND)
+    async def send(self, inp: SendInput) -> SendResult:
+        """Render for the customer's fresh profile, deliver, and log the outcome.
+
+        Raises:
+            ApplicationError: Non-retryable for permanent failures (bad template, WeCom
+                refusing the request); the workflow's ``on_error`` decides what follows.
+            WeComError: Retryable WeCom or transport failures, left to Temporal's retries.
+        """
+        key = idempotency_key(inp)
+        earlier = await asyncio.to_thread(self._store.begin_send, self._attempt_row(inp, key))
+        if earlier is not None and earlier.status in ("sent", "skipped"):
+            # A retry after the message already went out (the worker crashed before
+            # reporting): report the recorded outcome, never send twice.
+            return SendResult(status=earlier.status, reason=earlier.reason,
+                              msgid=(earlier.response or {}).get("msgid"), recipients=list(earlier.recipients))  # fmt: skip
+        customer = await asyncio.to_thread(self._store.ensure_customer, inp.customer_id)
+        context = _context(inp, customer)
+        try:
+            rendered = render(inp.channel, inp.message, customer, context)
+        except DeliveryError as exc:
+            await self._finish(key, "skipped", exc.reason, None)
+            return SendResult(status="skipped", reason=exc.reason)
+        except RuleError as exc:
+            await self._finish(key, "failed", "template_error", {"error": exc.message})
+            raise ApplicationError(exc.message, type="TemplateError", non_retryable=True) from exc
+        try:
+            delivered = await deliver(self._wecom, inp.channel, rendered)
+        except WeComError as exc:
+            if exc.retryable:
+                raise  # Temporal retries with the step's policy; the row stays "sending"
+            await self._finish(key, "failed", f"wecom_{exc.errcode}", exc.body or {"errmsg": exc.errmsg}, rendered)
+            raise ApplicationError(str(exc), exc.errcode, type="WeComError", non_retryable=True) from exc
+        except DeliveryError as exc:
+            await self._finish(key, "failed", exc.reason, None, rendered)
+            raise ApplicationError(str(exc), type="DeliveryError", non_retryable=True) from exc
+        reason = f"partial: {', '.join(delivered.failed_recipients)}" if delivered.failed_recipients else None
+        await self._finish(key, "sent", reason, delivered.response, rendered)
+        return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients)
+
+    def _attempt_row(self, inp: SendInput, key: str) -> MessageRow:
+        return MessageRow(
+            idempotency_key=key, enrollment_id=inp.enrollment_id, journey_id=inp.journey_id,
+            version=inp.version, step_id=inp.step_id, visit=inp.visit, customer_id=inp.customer_id,
+            channel=inp.channel, recipients=[], content={}, status="sending",
+            at=datetime.fromisoformat(inp.now), created_at=utcnow(),
+        )  # fmt: skip
+
+    async def _finish(self, key: str, status: str, reason: str | None, response: dict[str, Any] | None,
+                      rendered: Any = None) -> None:  # fmt: skip
+        await asyncio.to_thread(
+            self._store.finish_send, key, status=status, reason=reason, response=response,
+            content=rendered.content if rendered else None,
+            recipients=rendered.recipients if rendered else None,
+            sender=rendered.sender if rendered else None,
+        )  # fmt: skip
+
+
+def _context(inp: SendInput, customer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "customer": customer,
+        "trigger": inp.trigger.as_context(),
+        "vars": inp.vars,
+        "journey": inp.journey,
+        "steps": inp.steps,
+        "now": datetime.fromisoformat(inp.now),
+    }

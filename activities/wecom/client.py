@@ -1,0 +1,181 @@
+"""Async WeCom client: per-app tokens cached in Redis with single-flight refresh.
+
+WeCom answers HTTP 200 for errors and puts the outcome in ``errcode``. This client turns
+every non-zero errcode into ``WeComError`` carrying whether a retry can help, so the
+activity layer can hand Temporal the right retry decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+from redis.asyncio import Redis
+
+#: Codes meaning "the token is bad": refresh it and retry the call once.
+TOKEN_ERRCODES = frozenset({40014, 42001})
+#: Codes where waiting and retrying can succeed (busy, rate limits, dispatch in progress).
+RETRYABLE_ERRCODES = frozenset({-1, 6000, 41063, 41096, 45009, 45033})
+
+App = Literal["app", "contact"]
+
+# Delete the cached token only if it is still the one that failed (another worker may
+# already have refreshed it).
+_COMPARE_AND_DELETE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class WeComError(Exception):
+    """WeCom refused a call.
+
+    Attributes:
+        errcode: WeCom's error code (``-2`` for transport/HTTP failures).
+        errmsg: WeCom's message.
+        retryable: True when retrying later can succeed.
+        body: The full response body, if any.
+    """
+
+    def __init__(self, errcode: int, errmsg: str, *, body: dict[str, Any] | None = None) -> None:
+        self.errcode = errcode
+        self.errmsg = errmsg
+        self.body = body or {}
+        self.retryable = errcode in RETRYABLE_ERRCODES or errcode == -2
+        super().__init__(f"WeCom errcode {errcode}: {errmsg}")
+
+
+@dataclass(frozen=True)
+class WeComCredentials:
+    """Where and who we are in WeCom."""
+
+    base_url: str
+    corp_id: str
+    agent_id: int
+    app_secret: str
+    contact_secret: str
+
+    def secret(self, app: App) -> str:
+        """The secret of one app (each app has its own token)."""
+        return self.app_secret if app == "app" else self.contact_secret
+
+
+class WeComClient:
+    """Calls the WeCom server API.
+
+    Args:
+        http: Shared httpx client (connection pooling).
+        redis: Redis for the token cache and refresh lock.
+        creds: Corp, agent and secrets.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, redis: Redis, creds: WeComCredentials) -> None:
+        self._http = http
+        self._redis = redis
+        self.creds = creds
+
+    # -- tokens -------------------------------------------------------------------
+
+    def _token_key(self, app: App) -> str:
+        who = str(self.creds.agent_id) if app == "app" else "contact"
+        return f"wecom:token:{self.creds.corp_id}:{who}"
+
+    async def token(self, app: App) -> str:
+        """A valid access token for ``app``; at most one process fetches it at a time."""
+        key = self._token_key(app)
+        cached = await self._redis.get(key)
+        if cached:
+            return cached.decode() if isinstance(cached, bytes) else str(cached)
+        lock = f"{key}:lock"
+        for _ in range(200):  # ~10 s at most waiting for another process's refresh
+            if await self._redis.set(lock, "1", nx=True, px=10_000):
+                try:
+                    cached = await self._redis.get(key)  # someone may have finished meanwhile
+                    if cached:
+                        return cached.decode() if isinstance(cached, bytes) else str(cached)
+                    return await self._fetch_token(app, key)
+                finally:
+                    await self._redis.delete(lock)
+            await asyncio.sleep(0.05)
+            cached = await self._redis.get(key)
+            if cached:
+                return cached.decode() if isinstance(cached, bytes) else str(cached)
+        raise WeComError(-2, "timed out waiting for another process to refresh the access token")
+
+    async def _fetch_token(self, app: App, key: str) -> str:
+        body = await self._get_json(
+            "/cgi-bin/gettoken", params={"corpid": self.creds.corp_id, "corpsecret": self.creds.secret(app)}
+        )
+        if body.get("errcode", 0) != 0:
+            # 40001/40013/40091 are configuration errors: never retry them.
+            raise WeComError(int(body["errcode"]), str(body.get("errmsg", "")), body=body)
+        token = str(body["access_token"])
+        expires_in = int(body.get("expires_in", 7200))
+        # Refresh well before WeCom's expiry; it may also revoke early (handled on use).
+        ttl = max(30, expires_in - 300) if expires_in > 600 else max(1, int(expires_in * 0.8))
+        await self._redis.set(key, token, ex=ttl)
+        return token
+
+    async def _invalidate(self, app: App, token: str) -> None:
+        await self._redis.eval(_COMPARE_AND_DELETE, 1, self._token_key(app), token)  # type: ignore[misc]
+
+    # -- calls --------------------------------------------------------------------
+
+    async def _get_json(self, path: str, *, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._request("GET", path, params=params, body=None)
+
+    async def _request(self, method: str, path: str, *, params: dict[str, Any], body: Any) -> dict[str, Any]:
+        url = self.creds.base_url.rstrip("/") + path
+        try:
+            if body is None:
+                resp = await self._http.request(method, url, params=params)
+            else:
+                content = json.dumps(body, ensure_ascii=False).encode()
+                resp = await self._http.request(
+                    method, url, params=params, content=content, headers={"Content-Type": "application/json"}
+                )
+        except httpx.TransportError as exc:
+            raise WeComError(-2, f"transport error: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 500:
+            raise WeComError(-2, f"HTTP {resp.status_code} from WeCom")
+        if resp.status_code >= 400:
+            raise WeComError(-3, f"HTTP {resp.status_code} from WeCom: {resp.text[:200]}")
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            raise WeComError(-2, f"WeCom answered non-JSON: {resp.text[:200]}") from exc
+        if not isinstance(data, dict):
+            raise WeComError(-2, "WeCom answered a non-object JSON body")
+        return data
+
+    async def call(self, app: App, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to ``path`` with the app's token; refresh and retry once on token errors.
+
+        Returns:
+            The response body (errcode 0).
+
+        Raises:
+            WeComError: Any non-zero errcode, or a transport failure.
+        """
+        for attempt in (1, 2):
+            token = await self.token(app)
+            data = await self._request("POST", path, params={"access_token": token}, body=body)
+            code = int(data.get("errcode", 0))
+            if code == 0:
+                return data
+            if code in TOKEN_ERRCODES and attempt == 1:
+                await self._invalidate(app, token)
+                continue
+            raise WeComError(code, str(data.get("errmsg", "")), body=data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def send_app_message(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``message/send`` (application message to staff members)."""
+        return await self.call("app", "/cgi-bin/message/send", {"agentid": self.creds.agent_id, **payload})
+
+    async def add_msg_template(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``externalcontact/add_msg_template`` (a send task to customers, confirmed by staff)."""
+        return await self.call("contact", "/cgi-bin/externalcontact/add_msg_template", payload)

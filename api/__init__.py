@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): operators' and integrators' contract, under /v1."""

@@ -1,0 +1,79 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import Response
+
+from api import errors
+from api.routes import customers, enrollments, events, health, journeys
+from engine.dispatch import Dispatcher
+from engine.runtime import Runtime
+
+log = logging.getLogger("journeys.api")
+
+#: Requests larger than this are refused before they are read.
+MAX_BODY_BYTES = 1024 * 1024
+RECOVERY_INTERVAL_S = 30.0
+
+
+class _BodyLimit(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return errors.error_response(413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+        return await call_next(request)
+
+
+def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> FastAPI:
+    """Build the API around an open runtime.
+
+    Args:
+        rt: Connections to SQL, Redis, Temporal.
+        admin_key: The admin API key (Bearer).
+        recover_events: Periodically re-route events whose routing was interrupted.
+    """
+    dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_recovery_loop(dispatcher)) if recover_events else None
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="Journeys API",
+        version="1",
+        description="Customer-journey automation for WeCom: deploy journeys, send events, manage customers.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    app.state.dispatcher = dispatcher
+    app.state.admin_key = admin_key
+    app.add_middleware(_BodyLimit)
+    errors.install(app)
+    for module in (health, journeys, events, customers, enrollments):
+        app.include_router(module.router)
+    return app
+
+
+async def _recovery_loop(dispatcher: Dispatcher) -> None:
+    while True:
+        try:
+            routed = await dispatcher.recover()
+            if routed:
+                log.warning("re-routed %d events whose routing had been interrupted", routed)
+        except Exception:  # noqa: BLE001 - keep retrying; the next round may succeed
+            log.exception("event recovery failed")
+        await asyncio.sleep(RECOVERY_INTERVAL_S)

@@ -1,0 +1,49 @@
+"""Enrollments and the message log (read side)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from temporalio.service import RPCError
+
+from api.deps import CallerDep, RuntimeDep
+from engine.temporal import query_status
+
+router = APIRouter(tags=["enrollments"])
+
+
+@router.get("/v1/journeys/{journey_id}/enrollments")
+async def list_enrollments(journey_id: str, rt: RuntimeDep, _: CallerDep,
+                           customer: Annotated[str | None, Query()] = None,
+                           status: Annotated[str | None, Query()] = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Enrollments of a journey, newest first."""
+    rows = await asyncio.to_thread(rt.store.list_enrollments, journey_id=journey_id, customer_id=customer,
+                                   status=status)  # fmt: skip
+    return [r.model_dump() for r in rows]
+
+
+@router.get("/v1/enrollments/{enrollment_id}")
+async def get_enrollment(enrollment_id: str, rt: RuntimeDep, _: CallerDep) -> dict[str, Any]:
+    """Live state of one enrollment, from the workflow's status query."""
+    row = await asyncio.to_thread(rt.store.get_enrollment, enrollment_id)
+    record = row.model_dump()
+    try:
+        live = await query_status(rt.temporal, row.workflow_id, run_id=row.enrollment_id)
+        record["live"] = asdict(live)
+    except RPCError as exc:
+        record["live"] = None
+        record["live_error"] = exc.message
+    return record
+
+
+@router.get("/v1/messages", tags=["messages"])
+async def list_messages(rt: RuntimeDep, _: CallerDep,
+                        customer: Annotated[str | None, Query()] = None,
+                        journey: Annotated[str | None, Query()] = None,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:  # fmt: skip
+    """The message log: every send attempt with content, status and reason."""
+    rows = await asyncio.to_thread(rt.store.list_messages, journey_id=journey, customer_id=customer, limit=limit)
+    return [r.model_dump() for r in rows]

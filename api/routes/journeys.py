@@ -1,0 +1,75 @@
+"""Journeys: create versions from YAML, list, read, activate."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+
+from api.deps import CallerDep, RuntimeDep
+from api.models import ActivateIn, JourneyCreated, JourneyOut
+from engine import routing
+from engine.compiler import compile_text
+
+router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
+
+_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
+MAX_YAML_BYTES = 256 * 1024
+
+_EXAMPLE = """journey: welcome
+trigger: {event: order.created}
+steps:
+  - send: {channel: wecom.customer, sender: "{{ customer.owner_userid }}", text: "您好 {{ customer.name }}"}
+"""
+
+
+@router.post("", status_code=201, response_model=JourneyCreated, openapi_extra={
+    "requestBody": {"required": True, "content": {"application/yaml": {"schema": {"type": "string"},
+                                                                          "example": _EXAMPLE}}},
+})  # fmt: skip
+async def create_version(request: Request, rt: RuntimeDep, caller: CallerDep,
+                         filename: Annotated[str, Query(max_length=200)] = "journey.yaml") -> JourneyCreated:  # fmt: skip
+    """Validate, compile and store a new version of a journey (YAML body)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in _YAML_TYPES:
+        raise HTTPException(415, "send the journey as YAML with 'Content-Type: application/yaml'")
+    raw = await request.body()
+    if len(raw) > MAX_YAML_BYTES:
+        raise HTTPException(413, f"journey YAML is limited to {MAX_YAML_BYTES // 1024} KiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(422, "journey YAML must be UTF-8") from exc
+    plan = compile_text(text, source=filename)
+    row, version = await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author=caller)
+    return JourneyCreated(journey=row.id, version=version, status=row.status, plan_hash=plan.plan_hash)
+
+
+@router.get("", response_model=list[JourneyOut])
+async def list_journeys(rt: RuntimeDep, _: CallerDep) -> list[Any]:
+    """Every journey with its status and versions."""
+    return await asyncio.to_thread(rt.store.list_journeys)
+
+
+@router.get("/{journey_id}", response_model=JourneyOut)
+async def get_journey(journey_id: str, rt: RuntimeDep, _: CallerDep) -> Any:
+    """One journey's status and versions."""
+    return await asyncio.to_thread(rt.store.get_journey, journey_id)
+
+
+@router.get("/{journey_id}/versions/{version}")
+async def get_version(journey_id: str, version: int, rt: RuntimeDep, _: CallerDep) -> dict[str, Any]:
+    """One version's YAML and compiled plan."""
+    row = await asyncio.to_thread(rt.store.get_version, journey_id, version)
+    return {"journey": row.journey_id, "version": row.version, "yaml": row.yaml, "plan": row.plan,
+            "plan_hash": row.plan_hash, "author": row.author, "created_at": row.created_at}  # fmt: skip
+
+
+@router.post("/{journey_id}/activate", response_model=JourneyOut)
+async def activate(journey_id: str, rt: RuntimeDep, _: CallerDep,
+                   body: Annotated[ActivateIn | None, Body()] = None) -> Any:  # fmt: skip
+    """Start admitting customers with a version (default: the latest)."""
+    row = await asyncio.to_thread(rt.store.activate, journey_id, body.version if body else None)
+    await routing.bump_plans_epoch(rt.redis)
+    return row

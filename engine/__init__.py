@@ -1,0 +1,1 @@
+"""Definitions and wiring: settings, journey spec, compiler, stores, Temporal helpers, CLI."""

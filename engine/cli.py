@@ -1,0 +1,208 @@
+"""The ``journeys`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from engine.errors import SpecError
+
+app = typer.Typer(help="Journeys: customer-journey automation for WeCom.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)  # fmt: skip
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path, typer.Option(envvar="JOURNEYS_DATA_DIR", help="Where embedded state lives.")] = Path(".journeys"),
+    journeys: Annotated[Path | None, typer.Option("--journeys", help="Load and activate every journey in DIR.")] = None,
+    host: Annotated[str, typer.Option(help="API bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    fake_wecom_port: Annotated[int, typer.Option(help="Fake WeCom port.")] = 8100,
+    temporal_port: Annotated[int, typer.Option(help="Embedded Temporal gRPC port.")] = 7233,
+    temporal_ui_port: Annotated[int, typer.Option(help="Embedded Temporal web UI port (0: headless).")] = 8233,
+    redis_port: Annotated[int, typer.Option(help="Embedded Redis port (0: any free port).")] = 0,
+) -> None:
+    """Run the whole stack on embedded defaults (Temporal, Redis, SQLite, fake WeCom, API, worker)."""
+    from engine.devstack import StackOptions, run_stack
+
+    if journeys is not None and not journeys.is_dir():
+        _err(f"--journeys {journeys}: not a directory")
+        raise typer.Exit(2)
+    opts = StackOptions(data_dir=data_dir, api_host=host, api_port=port, fake_port=fake_wecom_port,
+                        temporal_port=temporal_port, temporal_ui_port=temporal_ui_port, redis_port=redis_port,
+                        journeys_dir=journeys)  # fmt: skip
+    try:
+        asyncio.run(run_stack(opts))
+    except RuntimeError as exc:
+        _err(f"journeys up failed: {exc}")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against TEMPORAL_ADDRESS, DATABASE_URL, REDIS_URL and WECOM_BASE_URL."""
+    from engine.config import get_settings
+    from engine.runtime import Runtime
+    from engine.worker import build_worker
+
+    async def main() -> None:
+        rt = await Runtime.open(get_settings())
+        try:
+            await build_worker(rt).run()
+        finally:
+            await rt.close()
+
+    asyncio.run(main())
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Run the HTTP API against the configured Temporal, database and Redis."""
+    import uvicorn
+
+    from api.main import create_app
+    from engine.config import get_settings
+    from engine.runtime import Runtime
+
+    settings = get_settings()
+    if not settings.journeys_admin_key:
+        _err("JOURNEYS_ADMIN_KEY is not set")
+        raise typer.Exit(2)
+
+    async def main() -> None:
+        rt = await Runtime.open(settings)
+        try:
+            server = uvicorn.Server(uvicorn.Config(create_app(rt, admin_key=settings.journeys_admin_key),
+                                                  host=host, port=port))  # fmt: skip
+            await server.serve()
+        finally:
+            await rt.close()
+
+    asyncio.run(main())
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Journey YAML files.")]) -> None:
+    """Check journey files; print every problem with file, line and YAML path."""
+    from engine.compiler import compile_text
+    from engine.loader import read_source
+
+    failed = 0
+    for path in files:
+        try:
+            plan = compile_text(read_source(path), source=str(path))
+        except SpecError as exc:
+            failed += 1
+            _err(str(exc))
+            continue
+        typer.echo(f"{path}: ok ({plan.journey_id}, {len(plan.nodes)} steps, plan {plan.plan_hash[:12]})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON contract only.")] = False,
+) -> None:
+    """Run journeys against scripted customers on a simulated clock."""
+    from engine.simulate import simulate_file
+
+    try:
+        result = asyncio.run(simulate_file(scenario))
+    except SpecError as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    for send in result["sends"]:
+        typer.echo(f"{send['at']}  {send['customer']:<10} {send['journey']}/{send['step']:<16} "
+                   f"{send['channel']:<15} {send['status']:<8} {send['reason'] or ''} {send['text'] or ''}")  # fmt: skip
+    for enr in result["enrollments"]:
+        typer.echo(f"{enr['customer']:<10} {enr['journey']:<24} key={enr['key']} {enr['status']} "
+                   f"({enr['exit_reason']}) path={' > '.join(enr['path'])}")  # fmt: skip
+
+
+@app.command("fake-wecom")
+def fake_wecom(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8100,
+) -> None:
+    """Serve the local fake WeCom on its own."""
+    import uvicorn
+
+    from engine.fake_wecom import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+
+
+def _api_client() -> httpx.Client:
+    base = os.environ.get("JOURNEYS_API_URL", "http://127.0.0.1:8000")
+    key = os.environ.get("JOURNEYS_API_KEY") or os.environ.get("JOURNEYS_ADMIN_KEY")
+    if not key:
+        key_file = Path(os.environ.get("JOURNEYS_DATA_DIR", ".journeys")) / "admin.key"
+        key = key_file.read_text().strip() if key_file.exists() else ""
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def _report(resp: httpx.Response) -> None:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = resp.text
+    if resp.status_code >= 400:
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        _err(f"HTTP {resp.status_code}: {err.get('message', body)}")
+        for detail in err.get("details") or [] if isinstance(err.get("details"), list) else []:
+            _err(f"  line {detail.get('line')}: {detail.get('path')}: {detail.get('message')}")
+        raise typer.Exit(1)
+    typer.echo(json.dumps(body, ensure_ascii=False, indent=2, default=str))
+
+
+@app.command()
+def deploy(
+    file: Annotated[Path, typer.Argument(help="Journey YAML file.")],
+    activate_it: Annotated[bool, typer.Option("--activate", help="Activate the new version.")] = False,
+) -> None:
+    """Upload a journey file as a new version (API at JOURNEYS_API_URL)."""
+    with _api_client() as client:
+        resp = client.post("/v1/journeys", params={"filename": file.name}, content=file.read_bytes(),
+                           headers={"Content-Type": "application/yaml"})  # fmt: skip
+        if resp.status_code >= 400 or not activate_it:
+            _report(resp)
+            return
+        created = resp.json()
+        _report(client.post(f"/v1/journeys/{created['journey']}/activate", json={"version": created["version"]}))
+
+
+@app.command()
+def activate(
+    journey_id: Annotated[str, typer.Argument(help="Journey id.")],
+    version: Annotated[int | None, typer.Option(help="Version (default: latest).")] = None,
+) -> None:
+    """Start admitting customers to a journey."""
+    with _api_client() as client:
+        _report(client.post(f"/v1/journeys/{journey_id}/activate", json={"version": version}))
+
+
+def main() -> None:
+    """Entry point of the ``journeys`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

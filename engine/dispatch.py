@@ -1,0 +1,190 @@
+"""Event intake: record events durably, then route them to journeys and enrollments.
+
+An event is stored (unique on ``event_id``) before anything else, so the API can answer
+202 only once it is durable; routing then (1) signal-with-starts an enrollment for each
+active journey whose trigger matches, and (2) signals every running enrollment of the
+customer. ``dispatched_at`` is set last; events whose routing was interrupted are found
+and routed again by ``recover``, and duplicates of either kind are absorbed (workflows
+drop repeated event ids, admission is unique per trigger event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from temporalio.client import Client
+
+from engine import routing
+from engine.models import EventRow
+from engine.plan import JourneyPlan
+from engine.store import Store, aware, utcnow
+from engine.temporal import signal_event, start_enrollment
+from rules import RuleError
+from rules import cache as rule_cache
+from workflows.messages import EnrollmentInput, EventData
+
+log = logging.getLogger("journeys.dispatch")
+
+
+@dataclass
+class IncomingEvent:
+    """An event as a caller submits it."""
+
+    event_id: str
+    customer_id: str
+    name: str
+    properties: dict[str, Any]
+    timestamp: datetime | None = None
+
+
+@dataclass
+class Accepted:
+    """Outcome of submitting one event."""
+
+    event_id: str
+    duplicate: bool
+    enrolled: list[str]
+    signalled: list[str]
+
+
+class PlanCache:
+    """Active journey plans, reloaded when the Redis epoch changes (any process's activate,
+    pause or archive bumps it), so routing does no SQL read per event."""
+
+    def __init__(self, store: Store, redis: Redis) -> None:
+        self._store = store
+        self._redis = redis
+        self._epoch: bytes | None = b"<never>"
+        self._plans: list[tuple[int, JourneyPlan]] = []
+        self._lock = asyncio.Lock()
+
+    async def plans(self) -> list[tuple[int, JourneyPlan]]:
+        """(version, plan) of every active journey."""
+        epoch = await self._redis.get(routing.PLANS_EPOCH_KEY)
+        if epoch != self._epoch:
+            async with self._lock:
+                if epoch != self._epoch:
+                    self._plans = await asyncio.to_thread(self._store.active_plans)
+                    self._epoch = epoch
+        return self._plans
+
+
+class Dispatcher:
+    """Routes events to journeys (new enrollments) and running enrollments (signals).
+
+    Args:
+        store: SQL store.
+        redis: Redis (active index, plan epoch).
+        client: Temporal client.
+        task_queue: Queue the journey worker polls.
+        clock_offset_s: Simulation only: offset of the simulated clock.
+    """
+
+    def __init__(self, store: Store, redis: Redis, client: Client, *, task_queue: str,
+                 clock_offset_s: float = 0.0) -> None:  # fmt: skip
+        self._store = store
+        self._redis = redis
+        self._client = client
+        self._task_queue = task_queue
+        self._clock_offset_s = clock_offset_s
+        self.plans = PlanCache(store, redis)
+
+    def now(self) -> datetime:
+        """Current time on this dispatcher's clock (simulated in simulations)."""
+        return utcnow() + timedelta(seconds=self._clock_offset_s)
+
+    async def accept(self, events: list[IncomingEvent]) -> list[Accepted]:
+        """Durably record events, then route the new ones.
+
+        Returns:
+            One ``Accepted`` per event, in order; duplicates (same ``event_id``) are
+            reported and not routed again.
+        """
+        received = utcnow()
+        rows = [
+            EventRow(event_id=e.event_id, customer_id=e.customer_id, name=e.name, properties=e.properties,
+                     timestamp=e.timestamp or self.now(), received_at=received)
+            for e in events
+        ]  # fmt: skip
+        fresh = await asyncio.to_thread(self._store.insert_events, rows)
+        results: list[Accepted] = []
+        routed: list[str] = []
+        for row, is_new in zip(rows, fresh, strict=True):
+            if not is_new:
+                results.append(Accepted(row.event_id, duplicate=True, enrolled=[], signalled=[]))
+                continue
+            enrolled, signalled = await self.route(row)
+            routed.append(row.event_id)
+            results.append(Accepted(row.event_id, duplicate=False, enrolled=enrolled, signalled=signalled))
+        await asyncio.to_thread(self._store.mark_dispatched, routed)
+        return results
+
+    async def route(self, row: EventRow) -> tuple[list[str], list[str]]:
+        """Start or signal enrollments for one stored event.
+
+        Returns:
+            (workflow ids signal-with-started for matching journeys, workflow ids signalled).
+        """
+        ts = aware(row.timestamp) or self.now()
+        event = EventData(event_id=row.event_id, name=row.name, customer_id=row.customer_id,
+                          timestamp=ts.isoformat(), properties=dict(row.properties))  # fmt: skip
+        enrolled = await self._enroll(event)
+        signalled = []
+        for wid in await routing.active_workflows(self._redis, row.customer_id):
+            if wid in enrolled:
+                continue  # signal-with-start already delivered the event there
+            if await signal_event(self._client, wid, event):
+                signalled.append(wid)
+            else:
+                await routing.remove_active(self._redis, row.customer_id, wid)
+        return enrolled, signalled
+
+    async def _enroll(self, event: EventData) -> list[str]:
+        candidates = [(v, p) for v, p in await self.plans.plans() if p.trigger.matches_name(event.name)]
+        if not candidates:
+            return []
+        customer = await asyncio.to_thread(self._store.ensure_customer, event.customer_id)
+        started: list[str] = []
+        for version, plan in candidates:
+            context = {
+                "event": event.as_context(), "customer": customer, "vars": plan.vars,
+                "journey": {"id": plan.journey_id, "version": version}, "now": self.now(),
+            }  # fmt: skip
+            try:
+                if plan.trigger.when and not rule_cache.rule(plan.trigger.when).test(context):
+                    continue
+                key = None
+                if plan.trigger.key:
+                    value = rule_cache.rule(plan.trigger.key).evaluate(context)
+                    if value is None:
+                        log.info("event %s: trigger.key of %s is empty; not enrolled", event.event_id, plan.journey_id)
+                        continue
+                    key = str(value)
+            except RuleError as exc:
+                log.warning("event %s: journey %s trigger rule failed: %s", event.event_id, plan.journey_id, exc)
+                continue
+            wid = routing.enrollment_workflow_id(plan.journey_id, event.customer_id, key)
+            # Index first, so an event arriving while the start is in flight still finds it.
+            await routing.add_active(self._redis, event.customer_id, wid)
+            await start_enrollment(
+                self._client, task_queue=self._task_queue,
+                inp=EnrollmentInput(plan=plan, version=version, customer_id=event.customer_id, trigger=event,
+                                    key=key, clock_offset_s=self._clock_offset_s),
+            )  # fmt: skip
+            started.append(wid)
+        return started
+
+    async def recover(self, *, older_than: timedelta = timedelta(seconds=30)) -> int:
+        """Route events whose routing was interrupted. Returns how many were routed."""
+        rows = await asyncio.to_thread(
+            self._store.undispatched_events, received_before=datetime.now(UTC) - older_than
+        )
+        for row in rows:
+            await self.route(row)
+        await asyncio.to_thread(self._store.mark_dispatched, [r.event_id for r in rows])
+        return len(rows)

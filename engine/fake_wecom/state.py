@@ -1,0 +1,265 @@
+"""State and rules of the fake WeCom (tokens, messages, duplicate check, faults)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.config import FAKE_AGENT_ID, FAKE_APP_SECRET, FAKE_CONTACT_SECRET, FAKE_CORP_ID
+
+#: errmsg texts WeCom really sends (wecom-reference.md §0).
+ERRMSG = {
+    -1: "system busy",
+    40001: "invalid credential",
+    40013: "invalid corpid",
+    40014: "invalid access_token",
+    40056: "invalid agentid",
+    40063: "some parameters are empty",
+    41001: "access_token missing",
+    41004: "corpsecret missing",
+    42001: "access_token expired",
+    44004: "empty content",
+    45002: "content size out of limit",
+    45009: "api freq out of limit",
+    48002: "api forbidden",
+    81013: "user & party & tag all invalid",
+    82001: "All touser & toparty & totag invalid",
+    40008: "invalid message type",
+    41048: "no valid customer to send",
+    40096: "invalid external userid",
+}
+
+
+def error_body(code: int, client_ip: str = "127.0.0.1", **empty_fields: Any) -> dict[str, Any]:
+    """An error body in WeCom's modern format, with the endpoint's empty collections."""
+    hint = "".join(random.choice("0123456789") for _ in range(25))
+    text = ERRMSG.get(code, "error")
+    return {
+        "errcode": code,
+        "errmsg": f"{text}, hint: [{hint}], from ip: {client_ip}, "
+        f"more info at https://open.work.weixin.qq.com/devtool/query?e={code}",
+        **empty_fields,
+    }
+
+
+@dataclass
+class FakeConfig:
+    """Tunable behaviour (tests change it through ``POST /_fake/config``).
+
+    Attributes:
+        corp_id: The corp id it accepts.
+        agent_id: The self-built app's agent id.
+        app_secret: The app's secret.
+        contact_secret: The customer-contact secret.
+        token_ttl_s: ``expires_in`` of issued tokens.
+        expired_errcode: 42001 or 40014 (the real server sends both for expired tokens).
+        known_users: When set, only these staff userids exist (others are invalid).
+        known_external_userids: When set, only these customers exist.
+        fail_rate: Fraction of business calls answered with ``fail_errcode``.
+        fail_errcode: Errcode of injected faults (-1 system busy by default).
+        latency_ms: Added to every business call.
+    """
+
+    corp_id: str = FAKE_CORP_ID
+    agent_id: int = FAKE_AGENT_ID
+    app_secret: str = FAKE_APP_SECRET
+    contact_secret: str = FAKE_CONTACT_SECRET
+    token_ttl_s: int = 7200
+    expired_errcode: int = 42001
+    known_users: list[str] | None = None
+    known_external_userids: list[str] | None = None
+    fail_rate: float = 0.0
+    fail_errcode: int = -1
+    latency_ms: int = 0
+
+
+@dataclass
+class Token:
+    """An issued access token."""
+
+    value: str
+    app: str  # "app" | "contact"
+    expires_at: float
+
+
+@dataclass
+class Received:
+    """One message the fake accepted (what tests and demos inspect)."""
+
+    id: int
+    api: str
+    at: float
+    msgid: str
+    delivered: bool
+    msgtype: str | None
+    touser: list[str]
+    sender: str | None
+    external_userid: list[str]
+    text: str | None
+    payload: dict[str, Any]
+    duplicate_of: str | None = None
+
+
+@dataclass
+class FakeWeCom:
+    """All state of one fake WeCom server (thread-safe)."""
+
+    config: FakeConfig = field(default_factory=FakeConfig)
+    tokens: dict[str, Token] = field(default_factory=dict)
+    messages: list[Received] = field(default_factory=list)
+    gettoken_calls: int = 0
+    _dupes: dict[str, tuple[float, str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self) -> None:
+        """Forget messages, tokens and counters (config is kept)."""
+        with self._lock:
+            self.tokens.clear()
+            self.messages.clear()
+            self._dupes.clear()
+            self.gettoken_calls = 0
+
+    # -- tokens -------------------------------------------------------------------
+
+    def issue_token(self, corpid: str | None, secret: str | None) -> dict[str, Any]:
+        """``gettoken``: same token while valid, per app."""
+        with self._lock:
+            self.gettoken_calls += 1
+            if not corpid or corpid != self.config.corp_id:
+                return error_body(40013)
+            if not secret:
+                return error_body(41004)
+            if secret == self.config.app_secret:
+                app = "app"
+            elif secret == self.config.contact_secret:
+                app = "contact"
+            else:
+                return error_body(40001)
+            now = time.time()
+            for tok in self.tokens.values():
+                if tok.app == app and tok.expires_at > now:
+                    return {"errcode": 0, "errmsg": "ok", "access_token": tok.value,
+                            "expires_in": int(tok.expires_at - now)}  # fmt: skip
+            tok = Token(value=secrets.token_urlsafe(48), app=app, expires_at=now + self.config.token_ttl_s)
+            self.tokens[tok.value] = tok
+            return {"errcode": 0, "errmsg": "ok", "access_token": tok.value, "expires_in": self.config.token_ttl_s}
+
+    def check_token(self, value: str | None, app: str) -> dict[str, Any] | None:
+        """None when ``value`` is a valid token of ``app``; else the error body."""
+        if not value:
+            return error_body(41001)
+        tok = self.tokens.get(value)
+        if tok is None:
+            return error_body(40014)
+        if tok.expires_at <= time.time():
+            return error_body(self.config.expired_errcode)
+        if tok.app != app:
+            return error_body(48002)
+        return None
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every token early (WeCom may do this at any time)."""
+        with self._lock:
+            self.tokens.clear()
+
+    def injected_fault(self) -> dict[str, Any] | None:
+        """A configured random fault, or None."""
+        if self.config.fail_rate > 0 and random.random() < self.config.fail_rate:
+            return error_body(self.config.fail_errcode)
+        return None
+
+    # -- message/send -------------------------------------------------------------
+
+    def app_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``message/send`` with recipient checks, partial failure and duplicate check."""
+        cfg = self.config
+        if body.get("agentid") != cfg.agent_id:
+            return error_body(40056, invaliduser="")
+        msgtype = body.get("msgtype")
+        if msgtype not in ("text", "markdown", "textcard", "news", "image", "file", "template_card"):
+            return error_body(40008)
+        text = None
+        if msgtype in ("text", "markdown"):
+            text = str((body.get(msgtype) or {}).get("content") or "")
+            if not text:
+                return error_body(44004)
+            if len(text.encode()) > 2048:
+                return error_body(45002)
+        elif msgtype == "textcard":
+            card = body.get("textcard") or {}
+            if not card.get("description"):
+                return error_body(40063)
+            text = f"{card.get('title', '')}\n{card.get('description', '')}"
+        users = [u.strip() for u in str(body.get("touser") or "").split("|") if u.strip()]
+        if not users and not body.get("toparty") and not body.get("totag"):
+            return error_body(82001, invaliduser="")
+        known = None if cfg.known_users is None else {u.lower() for u in cfg.known_users}
+        invalid = [u.lower() for u in users if known is not None and u.lower() not in known and u != "@all"]
+        valid = [u for u in users if u.lower() not in invalid]
+        if users and not valid:
+            return error_body(81013, invaliduser="|".join(invalid))
+        with self._lock:
+            dup_key = None
+            if body.get("enable_duplicate_check"):
+                window = min(int(body.get("duplicate_check_interval") or 1800), 14400)
+                dup_key = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+                hit = self._dupes.get(dup_key)
+                if hit and time.time() - hit[0] < window:
+                    self._record("message/send", body, hit[1], delivered=False, msgtype=msgtype, touser=valid,
+                                 text=text, duplicate_of=hit[1])  # fmt: skip
+                    return {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": hit[1]}
+            msgid = secrets.token_urlsafe(24)
+            if dup_key:
+                self._dupes[dup_key] = (time.time(), msgid)
+            self._record("message/send", body, msgid, delivered=True, msgtype=msgtype, touser=valid, text=text)
+        return {"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid), "invalidparty": "",
+                "invalidtag": "", "unlicenseduser": "", "msgid": msgid}  # fmt: skip
+
+    # -- externalcontact/add_msg_template -----------------------------------------
+
+    def msg_template(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``add_msg_template``: creates a send task (staff confirm it in the client)."""
+        cfg = self.config
+        chat_type = body.get("chat_type", "single")
+        if chat_type not in ("single", "group"):
+            return error_body(40063, fail_list=[])
+        externals = [str(x) for x in body.get("external_userid") or []]
+        sender = body.get("sender")
+        text = (body.get("text") or {}).get("content")
+        if not text and not body.get("attachments"):
+            return error_body(40063, fail_list=[])
+        if not externals and not sender:
+            return error_body(40063, fail_list=[])
+        if len(externals) > 10000:
+            return error_body(40063, fail_list=[])
+        if text and len(str(text).encode()) > 4000:
+            return error_body(45002, fail_list=[])
+        known = None if cfg.known_external_userids is None else set(cfg.known_external_userids)
+        fail = [x for x in externals if known is not None and x not in known]
+        if externals and len(fail) == len(externals):
+            return error_body(41048, fail_list=fail)
+        msgid = "msg" + secrets.token_urlsafe(20)
+        with self._lock:
+            self._record("externalcontact/add_msg_template", body, msgid, delivered=True, msgtype="text" if text else None,
+                         touser=[], text=text, sender=sender, external=[x for x in externals if x not in fail])  # fmt: skip
+        return {"errcode": 0, "errmsg": "ok", "fail_list": fail, "msgid": msgid}
+
+    def _record(self, api: str, body: dict[str, Any], msgid: str, *, delivered: bool, msgtype: str | None,
+                touser: list[str], text: str | None, sender: str | None = None,
+                external: list[str] | None = None, duplicate_of: str | None = None) -> None:  # fmt: skip
+        self.messages.append(Received(
+            id=len(self.messages) + 1, api=api, at=time.time(), msgid=msgid, delivered=delivered,
+            msgtype=msgtype, touser=touser, sender=sender, external_userid=external or [], text=text,
+            payload=body, duplicate_of=duplicate_of,
+        ))  # fmt: skip
+
+    def listing(self, *, delivered_only: bool = False) -> list[dict[str, Any]]:
+        """Messages received, oldest first."""
+        with self._lock:
+            return [asdict(m) for m in self.messages if m.delivered or not delivered_only]

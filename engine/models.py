@@ -1,0 +1,112 @@
+"""SQL tables (sqlmodel). SQLite by default, PostgreSQL in production."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class JourneyRow(SQLModel, table=True):
+    """A journey and its lifecycle state."""
+
+    __tablename__ = "journeys"
+
+    id: str = Field(primary_key=True)
+    name: str
+    status: str = "draft"  # draft | active | paused | archived
+    active_version: int | None = None
+    latest_version: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class JourneyVersionRow(SQLModel, table=True):
+    """One stored version of a journey: its YAML and compiled plan."""
+
+    __tablename__ = "journey_versions"
+    __table_args__ = (UniqueConstraint("journey_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: str = Field(index=True)
+    version: int
+    yaml: str = Field(sa_column=Column(Text, nullable=False))
+    plan: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    plan_hash: str
+    author: str | None = None
+    created_at: datetime
+
+
+class CustomerRow(SQLModel, table=True):
+    """A customer profile: well-known fields plus free attributes, as one JSON document."""
+
+    __tablename__ = "customers"
+
+    id: str = Field(primary_key=True)
+    profile: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime
+    updated_at: datetime
+
+
+class EventRow(SQLModel, table=True):
+    """An accepted event. The unique id makes ingestion idempotent; ``dispatched_at``
+    stays null until routing finished, so a crash between the two is recovered."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_customer_name_ts", "customer_id", "name", "timestamp"),)
+
+    event_id: str = Field(primary_key=True)
+    customer_id: str
+    name: str
+    properties: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    timestamp: datetime
+    received_at: datetime
+    dispatched_at: datetime | None = Field(default=None, index=True)
+
+
+class EnrollmentRow(SQLModel, table=True):
+    """One admitted enrollment. Unique per (journey, trigger event): a re-dispatched event
+    can never admit the same customer twice."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (UniqueConstraint("journey_id", "trigger_event_id"),)
+
+    enrollment_id: str = Field(primary_key=True)
+    workflow_id: str = Field(index=True)
+    journey_id: str = Field(index=True)
+    version: int
+    customer_id: str = Field(index=True)
+    key: str | None = None
+    trigger_event_id: str
+    status: str = "running"  # running | exited | needs_attention
+    exit_reason: str | None = None
+    entered_at: datetime
+    exited_at: datetime | None = None
+
+
+class MessageRow(SQLModel, table=True):
+    """One send attempt. ``idempotency_key`` = (enrollment, step, visit): at most one
+    delivery per step visit, across retries and worker crashes."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_journey_at", "journey_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    enrollment_id: str = Field(index=True)
+    journey_id: str
+    version: int
+    step_id: str
+    visit: int
+    customer_id: str = Field(index=True)
+    channel: str
+    recipients: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    sender: str | None = None
+    content: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str  # sending | sent | skipped | deferred | failed
+    reason: str | None = None
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    at: datetime
+    created_at: datetime

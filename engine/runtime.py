@@ -1,0 +1,58 @@
+"""The shared clients of one process (SQL, Redis, HTTP, Temporal), built from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from redis.asyncio import Redis
+from temporalio.client import Client
+
+from activities.wecom.client import WeComClient, WeComCredentials
+from engine.config import Settings
+from engine.db import make_engine
+from engine.store import Store
+from engine.temporal import connect
+
+
+@dataclass
+class Runtime:
+    """Everything an API or worker process talks to.
+
+    Attributes:
+        settings: The settings it was built from.
+        store: SQL store.
+        redis: Async Redis client.
+        http: Shared httpx client.
+        wecom: WeCom client.
+        temporal: Temporal client.
+    """
+
+    settings: Settings
+    store: Store
+    redis: Redis
+    http: httpx.AsyncClient
+    wecom: WeComClient
+    temporal: Client
+
+    @classmethod
+    async def open(cls, settings: Settings, *, temporal: Client | None = None) -> Runtime:
+        """Connect to everything the settings name."""
+        if not settings.redis_url:
+            raise ValueError("REDIS_URL is not set (journeys up starts an embedded Redis and sets it)")
+        store = Store(make_engine(settings.resolved_database_url()))
+        redis = Redis.from_url(settings.redis_url)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        wecom = WeComClient(http, redis, WeComCredentials(
+            base_url=settings.wecom_base_url, corp_id=settings.wecom_corp_id, agent_id=settings.wecom_agent_id,
+            app_secret=settings.wecom_secret, contact_secret=settings.wecom_contact_secret,
+        ))  # fmt: skip
+        if temporal is None:
+            temporal = await connect(settings.temporal_address, settings.temporal_namespace)
+        return cls(settings=settings, store=store, redis=redis, http=http, wecom=wecom, temporal=temporal)
+
+    async def close(self) -> None:
+        """Release connections."""
+        await self.http.aclose()
+        await self.redis.aclose()
+        self.store.engine.dispose()

@@ -1,0 +1,57 @@
+"""Run ASGI apps inside an existing event loop (several servers, one process)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its owner (the dev stack or a test)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class RunningServer:
+    """An ASGI app being served on host:port."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Stop accepting requests and finish the running ones."""
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, timeout=10)
+
+
+async def serve(app: Any, *, host: str, port: int, log_level: str = "warning") -> RunningServer:
+    """Start serving ``app``; returns once it accepts connections.
+
+    Raises:
+        RuntimeError: The server could not start (for example, the port is taken).
+    """
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
+    server = _QuietServer(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            exc = task.exception() if not task.cancelled() else None
+            raise RuntimeError(f"could not serve on {host}:{port}: {exc or 'server exited'}")
+        await asyncio.sleep(0.02)
+    return RunningServer(server=server, task=task, host=host, port=port)

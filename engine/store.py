@@ -1,0 +1,341 @@
+"""SQL data access: journeys, customers, events, enrollments, message log.
+
+Synchronous on purpose (SQLAlchemy's sync engine works the same on SQLite and
+PostgreSQL); async callers go through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from engine.errors import JourneyStateError, NotFoundError
+from engine.models import (
+    CustomerRow,
+    EnrollmentRow,
+    EventRow,
+    JourneyRow,
+    JourneyVersionRow,
+    MessageRow,
+)
+from engine.plan import JourneyPlan
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def aware(ts: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything we store is UTC."""
+    if ts is None or ts.tzinfo is not None:
+        return ts
+    return ts.replace(tzinfo=UTC)
+
+
+class Store:
+    """All SQL reads and writes of Journeys.
+
+    Args:
+        engine: A SQLAlchemy engine whose schema exists (see ``engine.db.make_engine``).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _session(self) -> Session:
+        # Rows outlive their session (they are returned to callers), so never expire them.
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- journeys -----------------------------------------------------------------
+
+    def create_version(self, *, yaml_text: str, plan: JourneyPlan, author: str | None) -> tuple[JourneyRow, int]:
+        """Store a new version of a journey (creating the journey on first use).
+
+        Returns:
+            The journey row and the new version number.
+
+        Raises:
+            JourneyStateError: The journey is archived.
+        """
+        now = utcnow()
+        with self._session() as s:
+            row = s.get(JourneyRow, plan.journey_id, with_for_update=True)
+            if row is None:
+                row = JourneyRow(id=plan.journey_id, name=plan.name, created_at=now, updated_at=now)
+            elif row.status == "archived":
+                raise JourneyStateError(
+                    f"journey {plan.journey_id!r} is archived", current="archived", requested="new version"
+                )
+            row.latest_version += 1
+            row.name = plan.name
+            row.updated_at = now
+            version = row.latest_version
+            s.add(row)
+            s.add(JourneyVersionRow(
+                journey_id=plan.journey_id, version=version, yaml=yaml_text,
+                plan=plan.model_dump(mode="json"), plan_hash=plan.plan_hash, author=author, created_at=now,
+            ))  # fmt: skip
+            s.commit()
+            s.refresh(row)
+            return row, version
+
+    def get_journey(self, journey_id: str) -> JourneyRow:
+        """The journey row.
+
+        Raises:
+            NotFoundError: No such journey.
+        """
+        with self._session() as s:
+            row = s.get(JourneyRow, journey_id)
+            if row is None:
+                raise NotFoundError("journey", journey_id)
+            return row
+
+    def list_journeys(self) -> list[JourneyRow]:
+        """Every journey, by id."""
+        with self._session() as s:
+            return list(s.exec(select(JourneyRow).order_by(col(JourneyRow.id))))
+
+    def get_version(self, journey_id: str, version: int) -> JourneyVersionRow:
+        """One stored version.
+
+        Raises:
+            NotFoundError: No such journey or version.
+        """
+        with self._session() as s:
+            row = s.exec(
+                select(JourneyVersionRow).where(
+                    JourneyVersionRow.journey_id == journey_id, JourneyVersionRow.version == version
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError("journey version", f"{journey_id}@{version}")
+            return row
+
+    def activate(self, journey_id: str, version: int | None = None) -> JourneyRow:
+        """Make a version active (default: the latest) and start admitting customers.
+
+        Raises:
+            NotFoundError: No such journey or version.
+            JourneyStateError: The journey is archived.
+        """
+        with self._session() as s:
+            row = s.get(JourneyRow, journey_id, with_for_update=True)
+            if row is None:
+                raise NotFoundError("journey", journey_id)
+            if row.status == "archived":
+                raise JourneyStateError(
+                    f"journey {journey_id!r} is archived and cannot be activated",
+                    current="archived", requested="active",
+                )  # fmt: skip
+            chosen = version if version is not None else row.latest_version
+            exists = s.exec(
+                select(JourneyVersionRow.id).where(
+                    JourneyVersionRow.journey_id == journey_id, JourneyVersionRow.version == chosen
+                )
+            ).first()
+            if exists is None:
+                raise NotFoundError("journey version", f"{journey_id}@{chosen}")
+            row.status = "active"
+            row.active_version = chosen
+            row.updated_at = utcnow()
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def active_plans(self) -> list[tuple[int, JourneyPlan]]:
+        """Plans of every active journey, with their version numbers."""
+        with self._session() as s:
+            rows = s.exec(
+                select(JourneyVersionRow)
+                .join(JourneyRow, col(JourneyRow.id) == col(JourneyVersionRow.journey_id))
+                .where(JourneyRow.status == "active", JourneyRow.active_version == JourneyVersionRow.version)
+            ).all()
+            return [(r.version, JourneyPlan.model_validate(r.plan)) for r in rows]
+
+    def journey_status(self, journey_id: str) -> str | None:
+        """Lifecycle status of a journey, or None if it does not exist."""
+        with self._session() as s:
+            row = s.get(JourneyRow, journey_id)
+            return row.status if row else None
+
+    # -- customers ----------------------------------------------------------------
+
+    def put_customer(self, customer_id: str, profile: dict[str, Any]) -> dict[str, Any]:
+        """Create or replace a profile. Returns the stored profile (with ``id``)."""
+        now = utcnow()
+        doc = {**profile, "id": customer_id}
+        with self._session() as s:
+            row = s.get(CustomerRow, customer_id)
+            if row is None:
+                row = CustomerRow(id=customer_id, profile=doc, created_at=now, updated_at=now)
+            else:
+                row.profile = doc
+                row.updated_at = now
+            s.add(row)
+            s.commit()
+        return doc
+
+    def get_customer(self, customer_id: str) -> dict[str, Any] | None:
+        """The profile, or None."""
+        with self._session() as s:
+            row = s.get(CustomerRow, customer_id)
+            return dict(row.profile) if row else None
+
+    def ensure_customer(self, customer_id: str) -> dict[str, Any]:
+        """The profile, creating one with just the id when the customer is new."""
+        found = self.get_customer(customer_id)
+        if found is not None:
+            return found
+        now = utcnow()
+        doc = {"id": customer_id}
+        with self._session() as s:
+            try:
+                s.add(CustomerRow(id=customer_id, profile=doc, created_at=now, updated_at=now))
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                return self.get_customer(customer_id) or doc
+        return doc
+
+    # -- events -------------------------------------------------------------------
+
+    def insert_events(self, events: Sequence[EventRow]) -> list[bool]:
+        """Durably record events. Returns, per event, True if new, False if a duplicate id."""
+        results: list[bool] = []
+        with self._session() as s:
+            for ev in events:
+                if s.get(EventRow, ev.event_id) is not None:
+                    results.append(False)
+                    continue
+                s.add(ev)
+                try:
+                    s.flush()
+                    results.append(True)
+                except IntegrityError:  # a concurrent request won the race for this id
+                    s.rollback()
+                    results.append(False)
+            s.commit()
+        return results
+
+    def mark_dispatched(self, event_ids: Sequence[str]) -> None:
+        """Record that routing finished for these events."""
+        if not event_ids:
+            return
+        with self._session() as s:
+            s.exec(update(EventRow).where(col(EventRow.event_id).in_(list(event_ids))).values(dispatched_at=utcnow()))  # type: ignore[call-overload]
+            s.commit()
+
+    def undispatched_events(self, *, received_before: datetime, limit: int = 500) -> list[EventRow]:
+        """Accepted events whose routing never finished (the API stopped mid-way)."""
+        with self._session() as s:
+            return list(s.exec(
+                select(EventRow)
+                .where(col(EventRow.dispatched_at).is_(None), EventRow.received_at < received_before)
+                .order_by(col(EventRow.received_at)).limit(limit)
+            ))  # fmt: skip
+
+    # -- enrollments --------------------------------------------------------------
+
+    def admit(self, row: EnrollmentRow) -> bool:
+        """Record an admitted enrollment. False if this trigger event already admitted one."""
+        with self._session() as s:
+            if s.get(EnrollmentRow, row.enrollment_id) is not None:
+                return True  # the same run retried its admission activity
+            s.add(row)
+            try:
+                s.commit()
+                return True
+            except IntegrityError:
+                s.rollback()
+                return False
+
+    def finish_enrollment(self, enrollment_id: str, *, status: str, exit_reason: str | None, at: datetime) -> None:
+        """Record how an enrollment ended (or that it needs attention)."""
+        with self._session() as s:
+            row = s.get(EnrollmentRow, enrollment_id)
+            if row is None:
+                return
+            row.status = status
+            row.exit_reason = exit_reason
+            row.exited_at = at if status == "exited" else None
+            s.add(row)
+            s.commit()
+
+    def get_enrollment(self, enrollment_id: str) -> EnrollmentRow:
+        """One enrollment.
+
+        Raises:
+            NotFoundError: No such enrollment.
+        """
+        with self._session() as s:
+            row = s.get(EnrollmentRow, enrollment_id)
+            if row is None:
+                raise NotFoundError("enrollment", enrollment_id)
+            return row
+
+    def list_enrollments(self, *, journey_id: str | None = None, customer_id: str | None = None,
+                         status: str | None = None, limit: int = 1000) -> list[EnrollmentRow]:  # fmt: skip
+        """Enrollments, newest first, filtered."""
+        q = select(EnrollmentRow)
+        if journey_id:
+            q = q.where(EnrollmentRow.journey_id == journey_id)
+        if customer_id:
+            q = q.where(EnrollmentRow.customer_id == customer_id)
+        if status:
+            q = q.where(EnrollmentRow.status == status)
+        with self._session() as s:
+            return list(s.exec(q.order_by(col(EnrollmentRow.entered_at).desc()).limit(limit)))
+
+    # -- message log --------------------------------------------------------------
+
+    def begin_send(self, row: MessageRow) -> MessageRow | None:
+        """Claim a send attempt. Returns the earlier attempt when this key already has one."""
+        with self._session() as s:
+            existing = s.exec(select(MessageRow).where(MessageRow.idempotency_key == row.idempotency_key)).first()
+            if existing is not None:
+                return existing
+            s.add(row)
+            try:
+                s.commit()
+                return None
+            except IntegrityError:
+                s.rollback()
+                return s.exec(select(MessageRow).where(MessageRow.idempotency_key == row.idempotency_key)).first()
+
+    def finish_send(self, idempotency_key: str, *, status: str, reason: str | None,
+                    response: dict[str, Any] | None, content: dict[str, Any] | None = None,
+                    recipients: list[str] | None = None, sender: str | None = None) -> None:  # fmt: skip
+        """Record the outcome of a send attempt."""
+        with self._session() as s:
+            row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == idempotency_key)).one()
+            row.status = status
+            row.reason = reason
+            row.response = response
+            if content is not None:
+                row.content = content
+            if recipients is not None:
+                row.recipients = recipients
+            if sender is not None:
+                row.sender = sender
+            s.add(row)
+            s.commit()
+
+    def list_messages(self, *, journey_id: str | None = None, customer_id: str | None = None,
+                      limit: int = 1000) -> list[MessageRow]:  # fmt: skip
+        """Message log rows, oldest first."""
+        q = select(MessageRow)
+        if journey_id:
+            q = q.where(MessageRow.journey_id == journey_id)
+        if customer_id:
+            q = q.where(MessageRow.customer_id == customer_id)
+        with self._session() as s:
+            return list(s.exec(q.order_by(col(MessageRow.at), col(MessageRow.id)).limit(limit)))

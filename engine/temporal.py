@@ -1,0 +1,60 @@
+"""Temporal client helpers: connecting, starting enrollments, signalling events."""
+
+from __future__ import annotations
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from engine.routing import enrollment_workflow_id
+from workflows.journey import JourneyWorkflow
+from workflows.messages import EVENT_SIGNAL, STATUS_QUERY, EnrollmentInput, EnrollmentState, EventData
+
+
+async def connect(address: str, namespace: str) -> Client:
+    """Connect with the converter every Journeys process must share (plans are pydantic)."""
+    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+
+
+async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentInput) -> str:
+    """Signal-with-start the enrollment of ``inp``'s customer.
+
+    If the enrollment for this (journey, customer[, key]) is running, the trigger event is
+    only delivered to it as a signal; otherwise a new run starts. Either way, duplicate
+    events cannot enroll twice.
+
+    Returns:
+        The workflow id.
+    """
+    wid = enrollment_workflow_id(inp.plan.journey_id, inp.customer_id, inp.key)
+    await client.start_workflow(
+        JourneyWorkflow.run,
+        inp,
+        id=wid,
+        task_queue=task_queue,
+        start_signal=EVENT_SIGNAL,
+        start_signal_args=[inp.trigger],
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    return wid
+
+
+async def signal_event(client: Client, workflow_id: str, event: EventData) -> bool:
+    """Deliver an event to a running enrollment. False if it is no longer running."""
+    try:
+        await client.get_workflow_handle(workflow_id).signal(EVENT_SIGNAL, event)
+        return True
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            return False
+        raise
+
+
+async def query_status(client: Client, workflow_id: str, run_id: str | None = None) -> EnrollmentState:
+    """The live ``status`` query of an enrollment."""
+    handle: WorkflowHandle[JourneyWorkflow, EnrollmentState] = client.get_workflow_handle_for(
+        JourneyWorkflow.run, workflow_id, run_id=run_id
+    )
+    return await handle.query(STATUS_QUERY, result_type=EnrollmentState)

@@ -1,0 +1,49 @@
+"""Worker assembly: the journey workflow plus every activity, bound to a runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from temporalio.worker import Worker
+
+from activities.enrollment import EnrollmentActivities
+from activities.matching import MatchActivities
+from activities.send import SendActivities
+from engine.runtime import Runtime
+from workflows.journey import JourneyWorkflow
+
+
+def activities_for(rt: Runtime) -> list[Callable[..., Any]]:
+    """The bound activity methods a worker registers."""
+    enrollment = EnrollmentActivities(rt.store, rt.redis)
+    return [
+        enrollment.admit,
+        enrollment.finish,
+        MatchActivities(rt.store).match,
+        SendActivities(rt.store, rt.wecom).send,
+    ]
+
+
+def build_worker(rt: Runtime, *, task_queue: str | None = None,
+                 overrides: dict[str, Callable[..., Any]] | None = None) -> Worker:  # fmt: skip
+    """A worker for the journey task queue.
+
+    Args:
+        rt: The process runtime.
+        task_queue: Defaults to the settings' queue.
+        overrides: Activities to register instead of the built-ins of the same name
+            (tests use stand-ins this way).
+    """
+    acts = activities_for(rt)
+    if overrides:
+        names = {getattr(fn, "__temporal_activity_definition").name: fn for fn in acts}
+        names.update(overrides)
+        acts = list(names.values())
+    return Worker(
+        rt.temporal,
+        task_queue=task_queue or rt.settings.temporal_task_queue,
+        workflows=[JourneyWorkflow],
+        activities=acts,
+        max_concurrent_activities=200,
+    )

@@ -1,0 +1,25 @@
+"""Process-wide caches of compiled rules and templates, keyed by source text.
+
+Plans carry rules as text; compiling once per distinct text keeps per-event work to a
+dictionary lookup plus evaluation.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from rules.context import RULE_NAMES
+from rules.evaluator import CompiledRule, compile_rule
+from rules.templates import CompiledTemplate, compile_template
+
+
+@lru_cache(maxsize=4096)
+def rule(source: str) -> CompiledRule:
+    """The compiled rule for ``source`` (names were checked when the journey compiled)."""
+    return compile_rule(source, names=RULE_NAMES)
+
+
+@lru_cache(maxsize=4096)
+def template(source: str) -> CompiledTemplate:
+    """The compiled template for ``source``."""
+    return compile_template(source, names=RULE_NAMES)

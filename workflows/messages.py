@@ -1,0 +1,166 @@
+"""Payloads of the journey workflow: input, signals, queries, updates, activity I/O.
+
+These are part of every enrollment's history. Add optional fields only; never rename
+or remove one (running enrollments would fail to decode on replay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.plan import JourneyPlan
+
+#: Activity names, stable forever because they are recorded in history.
+ADMIT = "journeys.admit"
+FINISH = "journeys.finish"
+MATCH = "journeys.match"
+SEND = "journeys.send"
+
+#: Signal, query and update names.
+EVENT_SIGNAL = "event"
+STATUS_QUERY = "status"
+
+
+@dataclass
+class EventData:
+    """An event as the engine routes it."""
+
+    event_id: str
+    name: str
+    customer_id: str
+    timestamp: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def as_context(self) -> dict[str, Any]:
+        """The event as rules see it: properties as fields, plus name and timestamp."""
+        return {**self.properties, "name": self.name, "timestamp": self.timestamp, "event_id": self.event_id}
+
+
+@dataclass
+class EnrollmentInput:
+    """The workflow input: the frozen plan and why this customer entered.
+
+    Attributes:
+        plan: The compiled journey version this enrollment runs, start to finish.
+        version: The journey version number the plan belongs to.
+        customer_id: Who is enrolled.
+        key: The ``trigger.key`` value, if the journey has one.
+        trigger: The event that admitted the customer.
+        clock_offset_s: Added to workflow time; non-zero only in simulations, whose clock
+            starts at the scenario's ``start`` rather than at the test server's.
+    """
+
+    plan: JourneyPlan
+    version: int
+    customer_id: str
+    trigger: EventData
+    key: str | None = None
+    clock_offset_s: float = 0.0
+
+
+@dataclass
+class AdmitInput:
+    """Ask the admission activity to record (or refuse) this enrollment."""
+
+    enrollment_id: str
+    workflow_id: str
+    journey_id: str
+    version: int
+    customer_id: str
+    key: str | None
+    trigger_event_id: str
+    entered_at: str
+
+
+@dataclass
+class AdmitResult:
+    """Whether the customer was admitted and, if not, why."""
+
+    admitted: bool
+    reason: str | None = None
+
+
+@dataclass
+class MatchInput:
+    """Evaluate a rule for an event in the enrollment's context."""
+
+    rule: str
+    customer_id: str
+    event: EventData
+    trigger: EventData
+    vars: dict[str, Any]
+    journey: dict[str, Any]
+    steps: dict[str, Any]
+    now: str
+
+
+@dataclass
+class SendInput:
+    """Deliver one message for one step visit."""
+
+    enrollment_id: str
+    journey_id: str
+    version: int
+    step_id: str
+    visit: int
+    customer_id: str
+    channel: str
+    message: dict[str, Any]
+    trigger: EventData
+    vars: dict[str, Any]
+    journey: dict[str, Any]
+    steps: dict[str, Any]
+    now: str
+    category: str = "marketing"
+
+
+@dataclass
+class SendResult:
+    """What happened to a send: ``sent``, ``skipped``, ``deferred`` or ``failed``."""
+
+    status: str
+    reason: str | None = None
+    msgid: str | None = None
+    recipients: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FinishInput:
+    """Record the end (or parking) of an enrollment."""
+
+    enrollment_id: str
+    workflow_id: str
+    customer_id: str
+    status: str
+    exit_reason: str | None
+    at: str
+
+
+@dataclass
+class OperatorExit:
+    """Operator request to end an enrollment."""
+
+    reason: str | None = None
+
+
+@dataclass
+class EnrollmentState:
+    """Live state of one enrollment (the ``status`` query)."""
+
+    enrollment_id: str
+    workflow_id: str
+    journey_id: str
+    version: int
+    customer_id: str
+    key: str | None
+    status: str
+    current_step: str | None
+    next_wake_at: str | None
+    path: list[str]
+    steps: dict[str, Any]
+    entered_at: str | None
+    exit_reason: str | None = None
+    attention_reason: str | None = None
+    converted: bool = False
+    arm: str | None = None
