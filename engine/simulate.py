@@ -29,7 +29,7 @@ from engine.plan import JourneyPlan
 from engine.runtime import Runtime
 from engine.scenario import Scenario, load_scenario
 from engine.servers import serve
-from engine.temporal import query_status
+from engine.temporal import query_status, sdk_runtime
 from engine.worker import build_worker
 
 
@@ -74,7 +74,8 @@ async def simulate(scenario: Scenario, journeys: list[tuple[str, JourneyPlan]]) 
     fake = await serve(create_fake_app(), host="127.0.0.1", port=free_port())
     try:
         async with await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=test_server_binary(), data_converter=pydantic_data_converter
+            test_server_existing_path=test_server_binary(), data_converter=pydantic_data_converter,
+            runtime=sdk_runtime(),
         ) as env:
             settings = Settings(
                 database_url=f"sqlite:///{work / 'sim.db'}", redis_url=f"redis://127.0.0.1:{redis.port}/0",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from temporalio.client import Client, WorkflowHandle
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
@@ -12,9 +16,31 @@ from workflows.journey import JourneyWorkflow
 from workflows.messages import EVENT_SIGNAL, STATUS_QUERY, EnrollmentInput, EnrollmentState, EventData
 
 
+_runtime_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def sdk_runtime() -> Runtime:
+    """The Temporal SDK runtime of this process, with core logs sent to Python logging.
+
+    Left alone, the SDK core prints its warnings to stdout, which would corrupt machine
+    output such as ``journeys simulate --json``.
+    """
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            )))  # fmt: skip
+            Runtime.set_default(_runtime, error_if_already_set=False)
+        return _runtime
+
+
 async def connect(address: str, namespace: str) -> Client:
     """Connect with the converter every Journeys process must share (plans are pydantic)."""
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter,
+                                runtime=sdk_runtime())  # fmt: skip
 
 
 async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentInput) -> str:
