@@ -1,0 +1,178 @@
+"""WeCom client and send activity against the fake WeCom over HTTP, with real Redis and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+from temporalio.exceptions import ApplicationError
+
+from activities.send import SendActivities
+from activities.wecom import WeComClient, WeComError
+from activities.wecom.client import WeComCredentials
+from engine.config import FAKE_AGENT_ID, FAKE_APP_SECRET, FAKE_CONTACT_SECRET, FAKE_CORP_ID
+from engine.db import make_engine
+from engine.embedded import ChildProcess, free_port
+from engine.fake_wecom import FakeWeCom, create_app
+from engine.servers import RunningServer, serve
+from engine.store import Store
+from workflows.messages import EventData, SendInput
+
+
+@dataclass
+class Env:
+    fake: FakeWeCom
+    server: RunningServer
+    redis: Redis
+    http: httpx.AsyncClient
+    store: Store
+
+    def client(self, **creds: object) -> WeComClient:
+        base = dict(base_url=self.server.url, corp_id=FAKE_CORP_ID, agent_id=FAKE_AGENT_ID,
+                    app_secret=FAKE_APP_SECRET, contact_secret=FAKE_CONTACT_SECRET)  # fmt: skip
+        base.update(creds)
+        return WeComClient(self.http, self.redis, WeComCredentials(**base))  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture
+async def env(redis_server: ChildProcess, tmp_path: Path) -> AsyncIterator[Env]:
+    fake = FakeWeCom()
+    server = await serve(create_app(fake), host="127.0.0.1", port=free_port())
+    # A database number of its own per test keeps token caches apart.
+    redis = Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/{1 + uuid.uuid4().int % 14}")
+    await redis.flushdb()
+    http = httpx.AsyncClient(timeout=10)
+    yield Env(fake, server, redis, http, Store(make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")))
+    await http.aclose()
+    await redis.aclose()
+    await server.stop()
+
+
+TEXT = {"touser": "zhangsan", "msgtype": "text", "text": {"content": "hello"}}
+
+
+async def test_token_is_cached_per_app(env: Env) -> None:
+    client = env.client()
+    await client.send_app_message(TEXT)
+    await client.send_app_message({**TEXT, "text": {"content": "again"}})
+    assert env.fake.gettoken_calls == 1
+    await client.add_msg_template({"external_userid": ["wm_1"], "sender": "zhangsan", "text": {"content": "x"}})
+    assert env.fake.gettoken_calls == 2, "the customer-contact app has its own token"
+
+
+async def test_concurrent_callers_refresh_once(env: Env) -> None:
+    clients = [env.client() for _ in range(20)]
+    await asyncio.gather(*(c.send_app_message({**TEXT, "text": {"content": f"m{i}"}}) for i, c in enumerate(clients)))
+    assert env.fake.gettoken_calls == 1
+
+
+async def test_revoked_token_is_refreshed_and_the_call_retried_once(env: Env) -> None:
+    client = env.client()
+    await client.send_app_message(TEXT)
+    env.fake.revoke_tokens()
+    body = await client.send_app_message({**TEXT, "text": {"content": "after revoke"}})
+    assert body["errcode"] == 0
+    assert env.fake.gettoken_calls == 2
+    assert [m["text"] for m in env.fake.listing()] == ["hello", "after revoke"]
+
+
+async def test_configuration_errors_are_permanent(env: Env) -> None:
+    with pytest.raises(WeComError) as info:
+        await env.client(app_secret="wrong").send_app_message(TEXT)
+    assert info.value.errcode == 40001 and not info.value.retryable
+    with pytest.raises(WeComError) as info:
+        await env.client(agent_id=1).send_app_message(TEXT)
+    assert info.value.errcode == 40056 and not info.value.retryable
+
+
+async def test_throttling_and_busy_are_retryable(env: Env) -> None:
+    client = env.client()
+    await client.token("app")
+    for code in (45009, -1):
+        env.fake.config.fail_rate, env.fake.config.fail_errcode = 1.0, code
+        with pytest.raises(WeComError) as info:
+            await client.send_app_message(TEXT)
+        assert info.value.errcode == code and info.value.retryable
+    unreachable = WeComClient(env.http, env.redis, WeComCredentials(
+        base_url=f"http://127.0.0.1:{free_port()}", corp_id=FAKE_CORP_ID, agent_id=FAKE_AGENT_ID,
+        app_secret=FAKE_APP_SECRET, contact_secret=FAKE_CONTACT_SECRET))  # fmt: skip
+    await env.redis.flushdb()
+    with pytest.raises(WeComError) as info:
+        await unreachable.send_app_message(TEXT)
+    assert info.value.retryable
+
+
+def send_input(step: str = "s1", **over: object) -> SendInput:
+    base = dict(
+        enrollment_id="enr-1", journey_id="j", version=1, step_id=step, visit=1, customer_id="c1",
+        channel="wecom.customer", message={"sender": "{{ customer.owner_userid }}", "text": "你好 {{ customer.name }}"},
+        trigger=EventData(event_id="e1", name="signup", customer_id="c1", timestamp="2026-11-23T02:00:00+00:00"),
+        vars={}, journey={"id": "j", "version": 1}, steps={}, now="2026-11-23T02:00:00+00:00",
+    )  # fmt: skip
+    base.update(over)
+    return SendInput(**base)  # type: ignore[arg-type]
+
+
+async def test_send_is_at_most_once_per_step_visit(env: Env) -> None:
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    acts = SendActivities(env.store, env.client())
+    first = await acts.send(send_input())
+    again = await acts.send(send_input())
+    assert first.status == again.status == "sent"
+    assert first.msgid == again.msgid
+    delivered = env.fake.listing()
+    assert len(delivered) == 1 and delivered[0]["text"] == "你好 张三" and delivered[0]["sender"] == "zhangsan"
+    second_visit = await acts.send(send_input(visit=2))
+    assert second_visit.status == "sent" and len(env.fake.listing()) == 2
+    log = env.store.list_messages(journey_id="j")
+    assert [(m.step_id, m.visit, m.status) for m in log] == [("s1", 1, "sent"), ("s1", 2, "sent")]
+    assert log[0].content == {"text": "你好 张三"} and log[0].recipients == ["wm_c1"]
+
+
+async def test_missing_template_value_fails_permanently_and_is_logged(env: Env) -> None:
+    env.store.put_customer("c1", {"external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    with pytest.raises(ApplicationError) as info:
+        await SendActivities(env.store, env.client()).send(send_input())
+    assert info.value.non_retryable and info.value.type == "TemplateError"
+    assert "name" in info.value.message
+    row = env.store.list_messages(journey_id="j")[0]
+    assert (row.status, row.reason) == ("failed", "template_error")
+    assert env.fake.listing() == []
+
+
+async def test_customer_without_wecom_id_is_skipped_not_sent(env: Env) -> None:
+    env.store.put_customer("c1", {"name": "张三", "owner_userid": "zhangsan"})
+    result = await SendActivities(env.store, env.client()).send(send_input())
+    assert (result.status, result.reason) == ("skipped", "no_external_userid")
+    assert env.fake.listing() == []
+
+
+async def test_all_recipients_invalid_is_a_permanent_failure_never_recorded_as_sent(env: Env) -> None:
+    env.fake.config.known_users = ["lisi"]
+    env.store.put_customer("c1", {"name": "张三", "owner_userid": "zhangsan"})
+    inp = send_input(channel="wecom.app", message={"to": ["{{ customer.owner_userid }}"], "text": "hi"})
+    with pytest.raises(ApplicationError) as info:
+        await SendActivities(env.store, env.client()).send(inp)
+    assert info.value.type == "WeComError" and info.value.non_retryable
+    row = env.store.list_messages(journey_id="j")[0]
+    assert (row.status, row.reason) == ("failed", "wecom_81013")
+
+
+async def test_retryable_failure_leaves_the_attempt_open_then_sends_once(env: Env) -> None:
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    acts = SendActivities(env.store, env.client())
+    await env.client().token("contact")
+    env.fake.config.fail_rate = 1.0
+    with pytest.raises(WeComError):
+        await acts.send(send_input())
+    assert env.store.list_messages(journey_id="j")[0].status == "sending"
+    env.fake.config.fail_rate = 0.0
+    assert (await acts.send(send_input())).status == "sent"
+    assert len(env.fake.listing()) == 1
