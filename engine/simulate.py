@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import uuid
 from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,16 @@ async def simulate_file(path: str | Path) -> dict[str, Any]:
     return await simulate(scenario, journeys)
 
 
-async def simulate(scenario: Scenario, journeys: list[tuple[str, JourneyPlan]]) -> dict[str, Any]:
-    """Run a scenario and return the §7 JSON contract as a dict."""
+async def simulate(scenario: Scenario, journeys: list[tuple[str, JourneyPlan]], *,
+                   before_teardown: Callable[[Runtime], Awaitable[None]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Run a scenario and return the §7 JSON contract as a dict.
+
+    Args:
+        scenario: The scenario.
+        journeys: (YAML text, plan) of each journey it runs.
+        before_teardown: Called with the runtime after the clock stopped, while the
+            servers still run (used to export workflow histories for replay tests).
+    """
     work = Path(tempfile.mkdtemp(prefix="journeys-sim-"))
     redis = redis_process(work / "redis", port=free_port())
     await asyncio.to_thread(redis.start, ready_timeout=20)
@@ -84,7 +93,10 @@ async def simulate(scenario: Scenario, journeys: list[tuple[str, JourneyPlan]]) 
             )  # fmt: skip
             rt = await Runtime.open(settings, temporal=env.client)
             try:
-                return await _run(env, rt, scenario, journeys)
+                result = await _run(env, rt, scenario, journeys)
+                if before_teardown is not None:
+                    await before_teardown(rt)
+                return result
             finally:
                 await rt.close()
     finally:

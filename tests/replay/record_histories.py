@@ -1,0 +1,37 @@
+"""Regenerate the committed replay histories (run by hand after a deliberate change).
+
+    .venv/bin/python -m tests.replay.record_histories
+
+Only add new files for new behaviour: existing histories stand for enrollments already
+running in production and must keep replaying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from engine.runtime import Runtime
+from engine.scenario import load_scenario
+from engine.simulate import compile_scenario_journeys, simulate
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = HERE.parent / "fixtures" / "scenarios"
+
+
+async def record(name: str) -> None:
+    path = SCENARIOS / f"{name}.yaml"
+    scenario = load_scenario(path)
+
+    async def export(rt: Runtime) -> None:
+        for row in rt.store.list_enrollments():
+            history = await rt.temporal.get_workflow_handle(row.workflow_id, run_id=row.enrollment_id).fetch_history()
+            slug = re.sub(r"[^a-z0-9]+", "-", row.workflow_id.lower()).strip("-")
+            (HERE / "histories" / f"{name}--{slug}.json").write_text(history.to_json())
+
+    await simulate(scenario, compile_scenario_journeys(scenario, path.parent), before_teardown=export)
+
+
+if __name__ == "__main__":
+    asyncio.run(record("paid-or-nudge"))
