@@ -27,5 +27,6 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+
 clean:
 	rm -rf $(VENV) .journeys .pytest_cache

@@ -58,8 +58,9 @@ def _render(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
-def render(channel: str, message: Mapping[str, Any], customer: Mapping[str, Any],
-           context: Mapping[str, Any]) -> Rendered:  # fmt: skip
+def render(
+    channel: str, message: Mapping[str, Any], customer: Mapping[str, Any], context: Mapping[str, Any]
+) -> Rendered:
     """Render templates and resolve recipients.
 
     Raises:

@@ -34,10 +34,15 @@ class EnrollmentActivities:
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
             return AdmitResult(admitted=False, reason=f"journey_{status or 'missing'}")
         row = EnrollmentRow(
-            enrollment_id=inp.enrollment_id, workflow_id=inp.workflow_id, journey_id=inp.journey_id,
-            version=inp.version, customer_id=inp.customer_id, key=inp.key,
-            trigger_event_id=inp.trigger_event_id, entered_at=datetime.fromisoformat(inp.entered_at),
-        )  # fmt: skip
+            enrollment_id=inp.enrollment_id,
+            workflow_id=inp.workflow_id,
+            journey_id=inp.journey_id,
+            version=inp.version,
+            customer_id=inp.customer_id,
+            key=inp.key,
+            trigger_event_id=inp.trigger_event_id,
+            entered_at=datetime.fromisoformat(inp.entered_at),
+        )
         if not await asyncio.to_thread(self._store.admit, row):
             # The same trigger event was routed twice (e.g. recovered after a crash).
             return AdmitResult(admitted=False, reason="duplicate_trigger")
@@ -48,8 +53,11 @@ class EnrollmentActivities:
     async def finish(self, inp: FinishInput) -> None:
         """Record the enrollment's state; drop it from the index once it exited."""
         await asyncio.to_thread(
-            self._store.finish_enrollment, inp.enrollment_id, status=inp.status,
-            exit_reason=inp.exit_reason, at=datetime.fromisoformat(inp.at),
-        )  # fmt: skip
+            self._store.finish_enrollment,
+            inp.enrollment_id,
+            status=inp.status,
+            exit_reason=inp.exit_reason,
+            at=datetime.fromisoformat(inp.at),
+        )
         if inp.status == "exited":
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)

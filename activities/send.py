@@ -48,8 +48,12 @@ class SendActivities:
         if earlier is not None and earlier.status in ("sent", "skipped"):
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
-            return SendResult(status=earlier.status, reason=earlier.reason,
-                              msgid=(earlier.response or {}).get("msgid"), recipients=list(earlier.recipients))  # fmt: skip
+            return SendResult(
+                status=earlier.status,
+                reason=earlier.reason,
+                msgid=(earlier.response or {}).get("msgid"),
+                recipients=list(earlier.recipients),
+            )
         customer = await asyncio.to_thread(self._store.ensure_customer, inp.customer_id)
         context = _context(inp, customer)
         try:
@@ -76,20 +80,34 @@ class SendActivities:
 
     def _attempt_row(self, inp: SendInput, key: str) -> MessageRow:
         return MessageRow(
-            idempotency_key=key, enrollment_id=inp.enrollment_id, journey_id=inp.journey_id,
-            version=inp.version, step_id=inp.step_id, visit=inp.visit, customer_id=inp.customer_id,
-            channel=inp.channel, recipients=[], content={}, status="sending",
-            at=datetime.fromisoformat(inp.now), created_at=utcnow(),
-        )  # fmt: skip
+            idempotency_key=key,
+            enrollment_id=inp.enrollment_id,
+            journey_id=inp.journey_id,
+            version=inp.version,
+            step_id=inp.step_id,
+            visit=inp.visit,
+            customer_id=inp.customer_id,
+            channel=inp.channel,
+            recipients=[],
+            content={},
+            status="sending",
+            at=datetime.fromisoformat(inp.now),
+            created_at=utcnow(),
+        )
 
-    async def _finish(self, key: str, status: str, reason: str | None, response: dict[str, Any] | None,
-                      rendered: Any = None) -> None:  # fmt: skip
+    async def _finish(
+        self, key: str, status: str, reason: str | None, response: dict[str, Any] | None, rendered: Any = None
+    ) -> None:
         await asyncio.to_thread(
-            self._store.finish_send, key, status=status, reason=reason, response=response,
+            self._store.finish_send,
+            key,
+            status=status,
+            reason=reason,
+            response=response,
             content=rendered.content if rendered else None,
             recipients=rendered.recipients if rendered else None,
             sender=rendered.sender if rendered else None,
-        )  # fmt: skip
+        )
 
 
 def _context(inp: SendInput, customer: dict[str, Any]) -> dict[str, Any]:

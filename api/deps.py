@@ -26,8 +26,9 @@ def require_key(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'",
-                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise HTTPException(
+            401, "missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
+        )
     admin_key: str = request.app.state.admin_key
     if not admin_key or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
         raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})

@@ -14,14 +14,27 @@ MAX_BATCH = 500
 class EventIn(BaseModel):
     """An event about one customer."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "event_id": "evt-20261123-0001", "customer_id": "c1", "name": "order.created",
-        "properties": {"order_id": "A100", "status": "unpaid", "amount": 299},
-        "timestamp": "2026-11-23T10:00:00+08:00",
-    }]})  # fmt: skip
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "evt-20261123-0001",
+                    "customer_id": "c1",
+                    "name": "order.created",
+                    "properties": {"order_id": "A100", "status": "unpaid", "amount": 299},
+                    "timestamp": "2026-11-23T10:00:00+08:00",
+                }
+            ]
+        },
+    )
 
-    event_id: str | None = Field(default=None, min_length=1, max_length=200,
-                                 description="Idempotency key: the same id is accepted once. Generated if absent.")  # fmt: skip
+    event_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Idempotency key: the same id is accepted once. Generated if absent.",
+    )
     customer_id: str = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -53,10 +66,22 @@ class EventsAccepted(BaseModel):
 class CustomerIn(BaseModel):
     """A customer profile: known fields are checked, any other attribute is kept."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
-        "name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan", "timezone": "Asia/Shanghai",
-        "tags": ["vip"], "consent_marketing": True, "tier": "gold",
-    }]})  # fmt: skip
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "张三",
+                    "external_userid": "wm_c1",
+                    "owner_userid": "zhangsan",
+                    "timezone": "Asia/Shanghai",
+                    "tags": ["vip"],
+                    "consent_marketing": True,
+                    "tier": "gold",
+                }
+            ]
+        },
+    )
 
     name: str | None = None
     tags: list[str] = Field(default_factory=list)

@@ -14,8 +14,12 @@ import typer
 
 from engine.errors import SpecError
 
-app = typer.Typer(help="Journeys: customer-journey automation for WeCom.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)  # fmt: skip
+app = typer.Typer(
+    help="Journeys: customer-journey automation for WeCom.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 
 
 def _err(message: str) -> None:
@@ -24,7 +28,9 @@ def _err(message: str) -> None:
 
 @app.command()
 def up(
-    data_dir: Annotated[Path, typer.Option(envvar="JOURNEYS_DATA_DIR", help="Where embedded state lives.")] = Path(".journeys"),
+    data_dir: Annotated[Path, typer.Option(envvar="JOURNEYS_DATA_DIR", help="Where embedded state lives.")] = Path(
+        ".journeys"
+    ),
     journeys: Annotated[Path | None, typer.Option("--journeys", help="Load and activate every journey in DIR.")] = None,
     host: Annotated[str, typer.Option(help="API bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="API port.")] = 8000,
@@ -39,9 +45,16 @@ def up(
     if journeys is not None and not journeys.is_dir():
         _err(f"--journeys {journeys}: not a directory")
         raise typer.Exit(2)
-    opts = StackOptions(data_dir=data_dir, api_host=host, api_port=port, fake_port=fake_wecom_port,
-                        temporal_port=temporal_port, temporal_ui_port=temporal_ui_port, redis_port=redis_port,
-                        journeys_dir=journeys)  # fmt: skip
+    opts = StackOptions(
+        data_dir=data_dir,
+        api_host=host,
+        api_port=port,
+        fake_port=fake_wecom_port,
+        temporal_port=temporal_port,
+        temporal_ui_port=temporal_ui_port,
+        redis_port=redis_port,
+        journeys_dir=journeys,
+    )
     try:
         asyncio.run(run_stack(opts))
     except RuntimeError as exc:
@@ -86,8 +99,9 @@ def api(
     async def main() -> None:
         rt = await Runtime.open(settings)
         try:
-            server = uvicorn.Server(uvicorn.Config(create_app(rt, admin_key=settings.journeys_admin_key),
-                                                  host=host, port=port))  # fmt: skip
+            server = uvicorn.Server(
+                uvicorn.Config(create_app(rt, admin_key=settings.journeys_admin_key), host=host, port=port)
+            )
             await server.serve()
         finally:
             await rt.close()
@@ -131,11 +145,15 @@ def simulate(
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
     for send in result["sends"]:
-        typer.echo(f"{send['at']}  {send['customer']:<10} {send['journey']}/{send['step']:<16} "
-                   f"{send['channel']:<15} {send['status']:<8} {send['reason'] or ''} {send['text'] or ''}")  # fmt: skip
+        typer.echo(
+            f"{send['at']}  {send['customer']:<10} {send['journey']}/{send['step']:<16} "
+            f"{send['channel']:<15} {send['status']:<8} {send['reason'] or ''} {send['text'] or ''}"
+        )
     for enr in result["enrollments"]:
-        typer.echo(f"{enr['customer']:<10} {enr['journey']:<24} key={enr['key']} {enr['status']} "
-                   f"({enr['exit_reason']}) path={' > '.join(enr['path'])}")  # fmt: skip
+        typer.echo(
+            f"{enr['customer']:<10} {enr['journey']:<24} key={enr['key']} {enr['status']} "
+            f"({enr['exit_reason']}) path={' > '.join(enr['path'])}"
+        )
 
 
 @app.command("fake-wecom")
@@ -181,8 +199,12 @@ def deploy(
 ) -> None:
     """Upload a journey file as a new version (API at JOURNEYS_API_URL)."""
     with _api_client() as client:
-        resp = client.post("/v1/journeys", params={"filename": file.name}, content=file.read_bytes(),
-                           headers={"Content-Type": "application/yaml"})  # fmt: skip
+        resp = client.post(
+            "/v1/journeys",
+            params={"filename": file.name},
+            content=file.read_bytes(),
+            headers={"Content-Type": "application/yaml"},
+        )
         if resp.status_code >= 400 or not activate_it:
             _report(resp)
             return

@@ -65,7 +65,9 @@ def _target(ctx: _Ctx, value: str, path: tuple[PathPart, ...], next_id: str, ids
     if value in ids:
         return value
     hint = suggest(value, [*ids, "next", "exit"])
-    ctx.add(path, f"unknown step '{value}'" + (f"; did you mean '{hint}'?" if hint else "; use next, exit or a step id"))
+    ctx.add(
+        path, f"unknown step '{value}'" + (f"; did you mean '{hint}'?" if hint else "; use next, exit or a step id")
+    )
     return p.END
 
 
@@ -74,15 +76,21 @@ def _send_message(ctx: _Ctx, step: SendStep, path: tuple[PathPart, ...]) -> dict
     where = (*path, "send")
     if send.channel not in CHANNELS:
         hint = suggest(send.channel, CHANNELS)
-        ctx.add((*where, "channel"), f"unknown channel '{send.channel}'"
-                + (f"; did you mean '{hint}'?" if hint else f"; available: {', '.join(CHANNELS)}"))
+        ctx.add(
+            (*where, "channel"),
+            f"unknown channel '{send.channel}'"
+            + (f"; did you mean '{hint}'?" if hint else f"; available: {', '.join(CHANNELS)}"),
+        )
         return {}
     message: dict[str, Any] = {}
     if send.channel == "wecom.app":
         bodies = [b for b in _APP_BODIES if getattr(send, b) is not None]
         if len(bodies) != 1:
-            ctx.add(where, "wecom.app needs exactly one of text, markdown or textcard"
-                    + (f" (found {', '.join(bodies)})" if bodies else ""))
+            ctx.add(
+                where,
+                "wecom.app needs exactly one of text, markdown or textcard"
+                + (f" (found {', '.join(bodies)})" if bodies else ""),
+            )
         for forbidden in ("sender", "attachments"):
             if getattr(send, forbidden) is not None:
                 ctx.add((*where, forbidden), f"'{forbidden}' is not used by wecom.app")
@@ -111,8 +119,10 @@ def _send_message(ctx: _Ctx, step: SendStep, path: tuple[PathPart, ...]) -> dict
             ctx.add(where, "wecom.customer needs 'text' and/or 'attachments'")
         for forbidden in ("to", "markdown", "textcard"):
             if getattr(send, forbidden) is not None:
-                ctx.add((*where, forbidden), f"'{forbidden}' is not used by wecom.customer "
-                        "(it sends to the customer's external_userid)")
+                ctx.add(
+                    (*where, forbidden),
+                    f"'{forbidden}' is not used by wecom.customer (it sends to the customer's external_userid)",
+                )
         ctx.template(send.sender, (*where, "sender"))
         message["sender"] = send.sender or ""
         if send.text is not None:
@@ -167,9 +177,11 @@ def _check_graph(ctx: _Ctx, nodes: list[p.PlanNode], start: str, paths: dict[str
             if isinstance(by_id[nxt], waits):
                 continue
             if state.get(nxt) == 1:
-                loop = trail[trail.index(nxt):] + [nxt] if nxt in trail else [nid, nxt]
-                ctx.add(paths[nxt], "loop without a wait: " + " -> ".join(loop)
-                        + "; add a wait, wait_until or wait_for to it")
+                loop = trail[trail.index(nxt) :] + [nxt] if nxt in trail else [nid, nxt]
+                ctx.add(
+                    paths[nxt],
+                    "loop without a wait: " + " -> ".join(loop) + "; add a wait, wait_until or wait_for to it",
+                )
             elif nxt not in state:
                 visit(nxt, [*trail, nxt])
         state[nid] = 2
@@ -216,37 +228,55 @@ def compile_spec(spec: JourneySpec, index: LineIndex, *, source: str) -> p.Journ
         if isinstance(step, SendStep):
             on_error = p.PARK if step.on_error is None else _target(ctx, step.on_error, (*path, "on_error"), nxt, ids)
             retry = step.retry
-            nodes.append(p.SendNode(
-                id=sid, next=nxt, channel=step.send.channel,
-                message=_send_message(ctx, step, path),
-                timeout_s=step.timeout.total_seconds() if step.timeout else 30.0,
-                retry=p.RetryPlan(
-                    max_attempts=retry.max_attempts, initial_s=retry.initial.total_seconds(),
-                    backoff=retry.backoff, max_interval_s=retry.max_interval.total_seconds(),
-                ) if retry else p.RetryPlan(),
-                on_error=on_error,
-            ))  # fmt: skip
+            nodes.append(
+                p.SendNode(
+                    id=sid,
+                    next=nxt,
+                    channel=step.send.channel,
+                    message=_send_message(ctx, step, path),
+                    timeout_s=step.timeout.total_seconds() if step.timeout else 30.0,
+                    retry=p.RetryPlan(
+                        max_attempts=retry.max_attempts,
+                        initial_s=retry.initial.total_seconds(),
+                        backoff=retry.backoff,
+                        max_interval_s=retry.max_interval.total_seconds(),
+                    )
+                    if retry
+                    else p.RetryPlan(),
+                    on_error=on_error,
+                )
+            )
         elif isinstance(step, WaitStep):
             nodes.append(p.WaitNode(id=sid, next=nxt, seconds=step.wait.total_seconds()))
         elif isinstance(step, WaitForStep):
             ctx.rule(step.wait_for.when, (*path, "wait_for", "when"), STEP_RULE_NAMES)
-            nodes.append(p.WaitForNode(
-                id=sid, next=nxt, event=step.wait_for.event, when=step.wait_for.when,
-                timeout_s=step.wait_for.timeout.total_seconds(),
-                on_event=_target(ctx, step.on_event, (*path, "on_event"), nxt, ids),
-                on_timeout=_target(ctx, step.on_timeout, (*path, "on_timeout"), nxt, ids),
-            ))  # fmt: skip
+            nodes.append(
+                p.WaitForNode(
+                    id=sid,
+                    next=nxt,
+                    event=step.wait_for.event,
+                    when=step.wait_for.when,
+                    timeout_s=step.wait_for.timeout.total_seconds(),
+                    on_event=_target(ctx, step.on_event, (*path, "on_event"), nxt, ids),
+                    on_timeout=_target(ctx, step.on_timeout, (*path, "on_timeout"), nxt, ids),
+                )
+            )
     start = ids[0]
     if not any(pr.message.startswith("duplicate step id") for pr in ctx.problems):
         _check_graph(ctx, nodes, start, paths)
     if ctx.problems:
         raise SpecError(source, ctx.problems)
     plan = p.JourneyPlan(
-        journey_id=spec.journey, name=spec.name or spec.journey, timezone=spec.timezone,
-        category=spec.category, strict=spec.strict,
+        journey_id=spec.journey,
+        name=spec.name or spec.journey,
+        timezone=spec.timezone,
+        category=spec.category,
+        strict=spec.strict,
         trigger=p.TriggerPlan(event=spec.trigger.event, when=spec.trigger.when, key=spec.trigger.key),
-        vars=spec.vars, start=start, nodes=tuple(nodes),
-    )  # fmt: skip
+        vars=spec.vars,
+        start=start,
+        nodes=tuple(nodes),
+    )
     return plan.with_hash()
 
 

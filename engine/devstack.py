@@ -61,8 +61,10 @@ def callback_secrets(settings: Settings, data_dir: Path) -> tuple[str, str]:
     path = data_dir / "callback.json"
     stored = json.loads(path.read_text()) if path.exists() else {}
     token = settings.wecom_callback_token or stored.get("token") or secrets.token_urlsafe(24)
-    aes = settings.wecom_callback_aes_key or stored.get("aes_key") or (
-        base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    aes = (
+        settings.wecom_callback_aes_key
+        or stored.get("aes_key")
+        or (base64.b64encode(secrets.token_bytes(32)).decode().rstrip("="))
     )
     if not path.exists():
         path.write_text(json.dumps({"token": token, "aes_key": aes}) + "\n")

@@ -53,8 +53,11 @@ class Accepted:
 
 
 class PlanCache:
-    """Active journey plans, reloaded when the Redis epoch changes (any process's activate,
-    pause or archive bumps it), so routing does no SQL read per event."""
+    """Active journey plans, cached until the Redis epoch changes.
+
+    Any process's activate, pause or archive bumps the epoch, so routing does no SQL read
+    per event and still sees every change.
+    """
 
     def __init__(self, store: Store, redis: Redis) -> None:
         self._store = store
@@ -85,8 +88,9 @@ class Dispatcher:
         clock_offset_s: Simulation only: offset of the simulated clock.
     """
 
-    def __init__(self, store: Store, redis: Redis, client: Client, *, task_queue: str,
-                 clock_offset_s: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self, store: Store, redis: Redis, client: Client, *, task_queue: str, clock_offset_s: float = 0.0
+    ) -> None:
         self._store = store
         self._redis = redis
         self._client = client
@@ -107,10 +111,16 @@ class Dispatcher:
         """
         received = utcnow()
         rows = [
-            EventRow(event_id=e.event_id, customer_id=e.customer_id, name=e.name, properties=e.properties,
-                     timestamp=e.timestamp or self.now(), received_at=received)
+            EventRow(
+                event_id=e.event_id,
+                customer_id=e.customer_id,
+                name=e.name,
+                properties=e.properties,
+                timestamp=e.timestamp or self.now(),
+                received_at=received,
+            )
             for e in events
-        ]  # fmt: skip
+        ]
         fresh = await asyncio.to_thread(self._store.insert_events, rows)
         results: list[Accepted] = []
         routed: list[str] = []
@@ -131,8 +141,13 @@ class Dispatcher:
             (workflow ids signal-with-started for matching journeys, workflow ids signalled).
         """
         ts = aware(row.timestamp) or self.now()
-        event = EventData(event_id=row.event_id, name=row.name, customer_id=row.customer_id,
-                          timestamp=ts.isoformat(), properties=dict(row.properties))  # fmt: skip
+        event = EventData(
+            event_id=row.event_id,
+            name=row.name,
+            customer_id=row.customer_id,
+            timestamp=ts.isoformat(),
+            properties=dict(row.properties),
+        )
         enrolled = await self._enroll(event)
         signalled = []
         for wid in await routing.active_workflows(self._redis, row.customer_id):
@@ -152,9 +167,12 @@ class Dispatcher:
         started: list[str] = []
         for version, plan in candidates:
             context = {
-                "event": event.as_context(), "customer": customer, "vars": plan.vars,
-                "journey": {"id": plan.journey_id, "version": version}, "now": self.now(),
-            }  # fmt: skip
+                "event": event.as_context(),
+                "customer": customer,
+                "vars": plan.vars,
+                "journey": {"id": plan.journey_id, "version": version},
+                "now": self.now(),
+            }
             try:
                 if plan.trigger.when and not rule_cache.rule(plan.trigger.when).test(context):
                     continue
@@ -172,18 +190,23 @@ class Dispatcher:
             # Index first, so an event arriving while the start is in flight still finds it.
             await routing.add_active(self._redis, event.customer_id, wid)
             await start_enrollment(
-                self._client, task_queue=self._task_queue,
-                inp=EnrollmentInput(plan=plan, version=version, customer_id=event.customer_id, trigger=event,
-                                    key=key, clock_offset_s=self._clock_offset_s),
-            )  # fmt: skip
+                self._client,
+                task_queue=self._task_queue,
+                inp=EnrollmentInput(
+                    plan=plan,
+                    version=version,
+                    customer_id=event.customer_id,
+                    trigger=event,
+                    key=key,
+                    clock_offset_s=self._clock_offset_s,
+                ),
+            )
             started.append(wid)
         return started
 
     async def recover(self, *, older_than: timedelta = timedelta(seconds=30)) -> int:
         """Route events whose routing was interrupted. Returns how many were routed."""
-        rows = await asyncio.to_thread(
-            self._store.undispatched_events, received_before=datetime.now(UTC) - older_than
-        )
+        rows = await asyncio.to_thread(self._store.undispatched_events, received_before=datetime.now(UTC) - older_than)
         for row in rows:
             await self.route(row)
         await asyncio.to_thread(self._store.mark_dispatched, [r.event_id for r in rows])

@@ -27,9 +27,7 @@ def parse_duration(value: object, *, allow_zero: bool = False) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(
-            f"{value!r} is not a duration; write it with a unit, e.g. 30s, 15m, 1h30m, 2d, 1w"
-        )
+        raise ValueError(f"{value!r} is not a duration; write it with a unit, e.g. 30s, 15m, 1h30m, 2d, 1w")
     text = value.strip().lower().replace(" ", "")
     match = _DURATION.match(text)
     if not text or not match or not any(match.groups()):

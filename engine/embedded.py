@@ -32,8 +32,9 @@ def port_open(host: str, port: int) -> bool:
     return False
 
 
-def wait_for_port(host: str, port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None,
-                  what: str = "server") -> None:  # fmt: skip
+def wait_for_port(
+    host: str, port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None, what: str = "server"
+) -> None:
     """Block until host:port accepts connections.
 
     Raises:
@@ -100,8 +101,9 @@ class ChildProcess:
         """Start and wait until its port accepts connections."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         try:
             wait_for_port(self.host, self.port, timeout=ready_timeout, proc=self.proc, what=self.name)
@@ -137,10 +139,26 @@ def redis_process(data_dir: Path, *, port: int) -> ChildProcess:
     """Redis persisting to ``data_dir`` (append-only file, fsync every second)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir.resolve()),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-        "--protected-mode", "no", "--loglevel", "warning",
-    ]  # fmt: skip
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir.resolve()),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "no",
+        "--loglevel",
+        "warning",
+    ]
     return ChildProcess("redis", argv, data_dir / "redis.log", port=port)
 
 
@@ -148,10 +166,20 @@ def temporal_process(data_dir: Path, *, port: int, ui_port: int | None, namespac
     """The Temporal dev server with its state in ``data_dir/temporal.db``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-        "--db-filename", str((data_dir / "temporal.db").resolve()), "--log-level", "error",
-        "--namespace", namespace,
-    ]  # fmt: skip
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db-filename",
+        str((data_dir / "temporal.db").resolve()),
+        "--log-level",
+        "error",
+        "--namespace",
+        namespace,
+    ]
     if ui_port:
         argv += ["--ui-port", str(ui_port)]
     else:

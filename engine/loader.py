@@ -26,9 +26,7 @@ _KNOWN_KEYS = _known_keys()
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[PathPart, ...]:
-    return tuple(
-        p for p in loc if not (isinstance(p, str) and p.startswith(spec_models.TAG_PREFIX))
-    )
+    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith(spec_models.TAG_PREFIX)))
 
 
 def _message(err: Any) -> str:

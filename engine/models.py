@@ -51,8 +51,11 @@ class CustomerRow(SQLModel, table=True):
 
 
 class EventRow(SQLModel, table=True):
-    """An accepted event. The unique id makes ingestion idempotent; ``dispatched_at``
-    stays null until routing finished, so a crash between the two is recovered."""
+    """An accepted event.
+
+    The unique id makes ingestion idempotent; ``dispatched_at`` stays null until routing
+    finished, so a crash between the two is recovered.
+    """
 
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_customer_name_ts", "customer_id", "name", "timestamp"),)
@@ -67,8 +70,11 @@ class EventRow(SQLModel, table=True):
 
 
 class EnrollmentRow(SQLModel, table=True):
-    """One admitted enrollment. Unique per (journey, trigger event): a re-dispatched event
-    can never admit the same customer twice."""
+    """One admitted enrollment.
+
+    Unique per (journey, trigger event): a re-dispatched event can never admit the same
+    customer twice.
+    """
 
     __tablename__ = "enrollments"
     __table_args__ = (UniqueConstraint("journey_id", "trigger_event_id"),)
@@ -87,8 +93,11 @@ class EnrollmentRow(SQLModel, table=True):
 
 
 class MessageRow(SQLModel, table=True):
-    """One send attempt. ``idempotency_key`` = (enrollment, step, visit): at most one
-    delivery per step visit, across retries and worker crashes."""
+    """One send attempt.
+
+    ``idempotency_key`` is (enrollment, step, visit): at most one delivery per step visit,
+    across retries and worker crashes.
+    """
 
     __tablename__ = "messages"
     __table_args__ = (Index("ix_messages_journey_at", "journey_id", "at"),)

@@ -43,10 +43,17 @@ class Runtime:
         store = Store(make_engine(settings.resolved_database_url()))
         redis = Redis.from_url(settings.redis_url)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
-        wecom = WeComClient(http, redis, WeComCredentials(
-            base_url=settings.wecom_base_url, corp_id=settings.wecom_corp_id, agent_id=settings.wecom_agent_id,
-            app_secret=settings.wecom_secret, contact_secret=settings.wecom_contact_secret,
-        ))  # fmt: skip
+        wecom = WeComClient(
+            http,
+            redis,
+            WeComCredentials(
+                base_url=settings.wecom_base_url,
+                corp_id=settings.wecom_corp_id,
+                agent_id=settings.wecom_agent_id,
+                app_secret=settings.wecom_secret,
+                contact_secret=settings.wecom_contact_secret,
+            ),
+        )
         if temporal is None:
             temporal = await connect(settings.temporal_address, settings.temporal_namespace)
         return cls(settings=settings, store=store, redis=redis, http=http, wecom=wecom, temporal=temporal)

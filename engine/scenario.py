@@ -79,8 +79,12 @@ def load_scenario(path: str | Path) -> Scenario:
         if ev.at > scenario.until:
             problems.append(index.problem(("events", i, "at"), "event is after 'until'; it would never happen"))
     if scenario.actions:
-        problems.append(index.problem(("actions",), "scenario actions (pause, resume, activate, archive, exit) "
-                                      "are not supported by this version yet"))
+        problems.append(
+            index.problem(
+                ("actions",),
+                "scenario actions (pause, resume, activate, archive, exit) are not supported by this version yet",
+            )
+        )
     if problems:
         raise SpecError(source, problems)
     return scenario

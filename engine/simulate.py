@@ -13,8 +13,8 @@ import logging
 import shutil
 import tempfile
 import uuid
-from datetime import datetime, timedelta
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,12 @@ async def simulate_file(path: str | Path) -> dict[str, Any]:
     return await simulate(scenario, journeys)
 
 
-async def simulate(scenario: Scenario, journeys: list[tuple[str, JourneyPlan]], *,
-                   before_teardown: Callable[[Runtime], Awaitable[None]] | None = None) -> dict[str, Any]:  # fmt: skip
+async def simulate(
+    scenario: Scenario,
+    journeys: list[tuple[str, JourneyPlan]],
+    *,
+    before_teardown: Callable[[Runtime], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
     """Run a scenario and return the §7 JSON contract as a dict.
 
     Args:
@@ -87,14 +91,17 @@ async def simulate(scenario: Scenario, journeys: list[tuple[str, JourneyPlan]], 
     fake = await serve(create_fake_app(), host="127.0.0.1", port=free_port())
     try:
         async with await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=test_server_binary(), data_converter=pydantic_data_converter,
+            test_server_existing_path=test_server_binary(),
+            data_converter=pydantic_data_converter,
             runtime=sdk_runtime(),
         ) as env:
             settings = Settings(
-                database_url=f"sqlite:///{work / 'sim.db'}", redis_url=f"redis://127.0.0.1:{redis.port}/0",
-                wecom_base_url=fake.url, temporal_task_queue=f"sim-{uuid.uuid4().hex[:8]}",
+                database_url=f"sqlite:///{work / 'sim.db'}",
+                redis_url=f"redis://127.0.0.1:{redis.port}/0",
+                wecom_base_url=fake.url,
+                temporal_task_queue=f"sim-{uuid.uuid4().hex[:8]}",
                 journeys_data_dir=work,
-            )  # fmt: skip
+            )
             rt = await Runtime.open(settings, temporal=env.client)
             try:
                 result = await _run(env, rt, scenario, journeys)
@@ -109,8 +116,9 @@ async def simulate(scenario: Scenario, journeys: list[tuple[str, JourneyPlan]], 
         shutil.rmtree(work, ignore_errors=True)
 
 
-async def _run(env: WorkflowEnvironment, rt: Runtime, scenario: Scenario,
-               journeys: list[tuple[str, JourneyPlan]]) -> dict[str, Any]:  # fmt: skip
+async def _run(
+    env: WorkflowEnvironment, rt: Runtime, scenario: Scenario, journeys: list[tuple[str, JourneyPlan]]
+) -> dict[str, Any]:
     for text, plan in journeys:
         await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author="simulate")
         await asyncio.to_thread(rt.store.activate, plan.journey_id)
@@ -119,8 +127,9 @@ async def _run(env: WorkflowEnvironment, rt: Runtime, scenario: Scenario,
         await asyncio.to_thread(rt.store.put_customer, customer.id, profile)
     start = scenario.start
     offset_s = (start - await env.get_current_time()).total_seconds()
-    dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue,
-                            clock_offset_s=offset_s)  # fmt: skip
+    dispatcher = Dispatcher(
+        rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue, clock_offset_s=offset_s
+    )
 
     async def advance_to(target: datetime) -> None:
         now = await env.get_current_time() + timedelta(seconds=offset_s)
@@ -132,10 +141,17 @@ async def _run(env: WorkflowEnvironment, rt: Runtime, scenario: Scenario,
         for i, ev in sorted(enumerate(scenario.events), key=lambda pair: pair[1].at):
             at = start + ev.at
             await advance_to(at)
-            await dispatcher.accept([IncomingEvent(
-                event_id=ev.id or f"sim-{i}", customer_id=ev.customer, name=ev.name,
-                properties=dict(ev.properties), timestamp=at,
-            )])  # fmt: skip
+            await dispatcher.accept(
+                [
+                    IncomingEvent(
+                        event_id=ev.id or f"sim-{i}",
+                        customer_id=ev.customer,
+                        name=ev.name,
+                        properties=dict(ev.properties),
+                        timestamp=at,
+                    )
+                ]
+            )
         await advance_to(start + scenario.until)
         return await _report(rt, start)
 
@@ -152,20 +168,36 @@ async def _report(rt: Runtime, start: datetime) -> dict[str, Any]:
         offset = _offset(at, start)
         content = row.content or {}
         text = content.get("text") or content.get("markdown") or (content.get("textcard") or {}).get("description")
-        sends.append({
-            "customer": row.customer_id, "journey": row.journey_id, "step": row.step_id, "channel": row.channel,
-            "to": list(row.recipients), "sender": row.sender,
-            "at": (start + timedelta(seconds=offset)).isoformat(), "offset_s": offset,
-            "status": row.status, "reason": row.reason, "text": text,
-        })  # fmt: skip
+        sends.append(
+            {
+                "customer": row.customer_id,
+                "journey": row.journey_id,
+                "step": row.step_id,
+                "channel": row.channel,
+                "to": list(row.recipients),
+                "sender": row.sender,
+                "at": (start + timedelta(seconds=offset)).isoformat(),
+                "offset_s": offset,
+                "status": row.status,
+                "reason": row.reason,
+                "text": text,
+            }
+        )
     sends.sort(key=lambda s: s["offset_s"])
     enrollments = []
     rows = await asyncio.to_thread(rt.store.list_enrollments, limit=100_000)
     for row in sorted(rows, key=lambda r: (r.entered_at, r.journey_id, r.customer_id)):
         live = await query_status(rt.temporal, row.workflow_id, run_id=row.enrollment_id)
-        enrollments.append({
-            "customer": row.customer_id, "journey": row.journey_id, "key": row.key, "status": live.status,
-            "exit_reason": live.exit_reason if live.status == "exited" else None,
-            "converted": live.converted, "arm": live.arm, "path": live.path,
-        })  # fmt: skip
+        enrollments.append(
+            {
+                "customer": row.customer_id,
+                "journey": row.journey_id,
+                "key": row.key,
+                "status": live.status,
+                "exit_reason": live.exit_reason if live.status == "exited" else None,
+                "converted": live.converted,
+                "arm": live.arm,
+                "path": live.path,
+            }
+        )
     return {"sends": sends, "enrollments": enrollments}

@@ -152,9 +152,7 @@ Step = Annotated[
     Discriminator(
         _step_kind,
         custom_error_type="step_action",
-        custom_error_message=(
-            "a step needs exactly one action key, one of: " + ", ".join(STEP_MODELS)
-        ),
+        custom_error_message=("a step needs exactly one action key, one of: " + ", ".join(STEP_MODELS)),
     ),
 ]
 

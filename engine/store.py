@@ -78,10 +78,17 @@ class Store:
             row.updated_at = now
             version = row.latest_version
             s.add(row)
-            s.add(JourneyVersionRow(
-                journey_id=plan.journey_id, version=version, yaml=yaml_text,
-                plan=plan.model_dump(mode="json"), plan_hash=plan.plan_hash, author=author, created_at=now,
-            ))  # fmt: skip
+            s.add(
+                JourneyVersionRow(
+                    journey_id=plan.journey_id,
+                    version=version,
+                    yaml=yaml_text,
+                    plan=plan.model_dump(mode="json"),
+                    plan_hash=plan.plan_hash,
+                    author=author,
+                    created_at=now,
+                )
+            )
             s.commit()
             s.refresh(row)
             return row, version
@@ -133,8 +140,9 @@ class Store:
             if row.status == "archived":
                 raise JourneyStateError(
                     f"journey {journey_id!r} is archived and cannot be activated",
-                    current="archived", requested="active",
-                )  # fmt: skip
+                    current="archived",
+                    requested="active",
+                )
             chosen = version if version is not None else row.latest_version
             exists = s.exec(
                 select(JourneyVersionRow.id).where(
@@ -237,11 +245,14 @@ class Store:
     def undispatched_events(self, *, received_before: datetime, limit: int = 500) -> list[EventRow]:
         """Accepted events whose routing never finished (the API stopped mid-way)."""
         with self._session() as s:
-            return list(s.exec(
-                select(EventRow)
-                .where(col(EventRow.dispatched_at).is_(None), EventRow.received_at < received_before)
-                .order_by(col(EventRow.received_at)).limit(limit)
-            ))  # fmt: skip
+            return list(
+                s.exec(
+                    select(EventRow)
+                    .where(col(EventRow.dispatched_at).is_(None), EventRow.received_at < received_before)
+                    .order_by(col(EventRow.received_at))
+                    .limit(limit)
+                )
+            )
 
     # -- enrollments --------------------------------------------------------------
 
@@ -282,8 +293,14 @@ class Store:
                 raise NotFoundError("enrollment", enrollment_id)
             return row
 
-    def list_enrollments(self, *, journey_id: str | None = None, customer_id: str | None = None,
-                         status: str | None = None, limit: int = 1000) -> list[EnrollmentRow]:  # fmt: skip
+    def list_enrollments(
+        self,
+        *,
+        journey_id: str | None = None,
+        customer_id: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[EnrollmentRow]:
         """Enrollments, newest first, filtered."""
         q = select(EnrollmentRow)
         if journey_id:
@@ -311,9 +328,17 @@ class Store:
                 s.rollback()
                 return s.exec(select(MessageRow).where(MessageRow.idempotency_key == row.idempotency_key)).first()
 
-    def finish_send(self, idempotency_key: str, *, status: str, reason: str | None,
-                    response: dict[str, Any] | None, content: dict[str, Any] | None = None,
-                    recipients: list[str] | None = None, sender: str | None = None) -> None:  # fmt: skip
+    def finish_send(
+        self,
+        idempotency_key: str,
+        *,
+        status: str,
+        reason: str | None,
+        response: dict[str, Any] | None,
+        content: dict[str, Any] | None = None,
+        recipients: list[str] | None = None,
+        sender: str | None = None,
+    ) -> None:
         """Record the outcome of a send attempt."""
         with self._session() as s:
             row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == idempotency_key)).one()
@@ -329,8 +354,9 @@ class Store:
             s.add(row)
             s.commit()
 
-    def list_messages(self, *, journey_id: str | None = None, customer_id: str | None = None,
-                      limit: int = 1000) -> list[MessageRow]:  # fmt: skip
+    def list_messages(
+        self, *, journey_id: str | None = None, customer_id: str | None = None, limit: int = 1000
+    ) -> list[MessageRow]:
         """Message log rows, oldest first."""
         q = select(MessageRow)
         if journey_id:

@@ -6,15 +6,14 @@ import logging
 import threading
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine.routing import enrollment_workflow_id
 from workflows.journey import JourneyWorkflow
 from workflows.messages import EVENT_SIGNAL, STATUS_QUERY, EnrollmentInput, EnrollmentState, EventData
-
 
 _runtime_lock = threading.Lock()
 _runtime: Runtime | None = None
@@ -29,18 +28,23 @@ def sdk_runtime() -> Runtime:
     global _runtime
     with _runtime_lock:
         if _runtime is None:
-            _runtime = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
-                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
-                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
-            )))  # fmt: skip
+            _runtime = Runtime(
+                telemetry=TelemetryConfig(
+                    logging=LoggingConfig(
+                        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+                    )
+                )
+            )
             Runtime.set_default(_runtime, error_if_already_set=False)
         return _runtime
 
 
 async def connect(address: str, namespace: str) -> Client:
     """Connect with the converter every Journeys process must share (plans are pydantic)."""
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter,
-                                runtime=sdk_runtime())  # fmt: skip
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter, runtime=sdk_runtime()
+    )
 
 
 async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentInput) -> str:

@@ -25,8 +25,9 @@ def activities_for(rt: Runtime) -> list[Callable[..., Any]]:
     ]
 
 
-def build_worker(rt: Runtime, *, task_queue: str | None = None,
-                 overrides: dict[str, Callable[..., Any]] | None = None) -> Worker:  # fmt: skip
+def build_worker(
+    rt: Runtime, *, task_queue: str | None = None, overrides: dict[str, Callable[..., Any]] | None = None
+) -> Worker:
     """A worker for the journey task queue.
 
     Args:

@@ -31,12 +31,43 @@ _OPERATORS = {
 # Every AST node a rule may contain. Anything else (lambda, comprehension, f-string,
 # walrus, starred, slices with steps...) is refused at compile time.
 _ALLOWED_NODES: tuple[type[ast.AST], ...] = (
-    ast.Expr, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
-    ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
-    ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn,
-    ast.Is, ast.IsNot, ast.IfExp, ast.Call, ast.keyword, ast.Name, ast.Load, ast.Constant,
-    ast.Attribute, ast.Subscript, ast.List, ast.Tuple,
-)  # fmt: skip
+    ast.Expr,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.UAdd,
+    ast.BinOp,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.FloorDiv,
+    ast.Mod,
+    ast.Compare,
+    ast.Eq,
+    ast.NotEq,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.In,
+    ast.NotIn,
+    ast.Is,
+    ast.IsNot,
+    ast.IfExp,
+    ast.Call,
+    ast.keyword,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.Attribute,
+    ast.Subscript,
+    ast.List,
+    ast.Tuple,
+)
 
 
 class _RuleEval(EvalWithCompoundTypes):
@@ -46,8 +77,16 @@ class _RuleEval(EvalWithCompoundTypes):
         super().__init__(operators=dict(_OPERATORS), functions=functions, names=names)
         for fn in ("list", "tuple", "dict", "set"):
             self.functions.pop(fn, None)
-        for node in (ast.ListComp, ast.GeneratorExp, ast.DictComp, ast.SetComp, ast.Dict,
-                     ast.Set, ast.JoinedStr, ast.FormattedValue):  # fmt: skip
+        for node in (
+            ast.ListComp,
+            ast.GeneratorExp,
+            ast.DictComp,
+            ast.SetComp,
+            ast.Dict,
+            ast.Set,
+            ast.JoinedStr,
+            ast.FormattedValue,
+        ):
             self.nodes.pop(node, None)
 
     def _eval_call(self, node: ast.Call) -> Any:
@@ -111,8 +150,7 @@ class CompiledRule:
             return evaluator._eval(self._tree.value)
         except RuleEvaluationError:
             raise
-        except (InvalidExpression, KeyError, IndexError, TypeError, ValueError,
-                ArithmeticError, RecursionError) as exc:  # fmt: skip
+        except (InvalidExpression, KeyError, IndexError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
             raise RuleEvaluationError(
                 f"rule {self.source!r} failed: {type(exc).__name__}: {exc}", expression=self.source
             ) from exc

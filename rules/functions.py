@@ -61,9 +61,7 @@ _PURE: dict[str, Callable[..., Any]] = {
 }
 
 #: Every function name a rule may call.
-FUNCTION_NAMES: frozenset[str] = frozenset(
-    {*_PURE, "has_tag", "days_since", "hours_since", "count_events"}
-)
+FUNCTION_NAMES: frozenset[str] = frozenset({*_PURE, "has_tag", "days_since", "hours_since", "count_events"})
 
 
 def bind_functions(context: Mapping[str, Any]) -> dict[str, Callable[..., Any]]:

@@ -60,16 +60,21 @@ class Stack:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def stack(redis_server: ChildProcess, temporal_server: ChildProcess,
-                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:  # fmt: skip
+async def stack(
+    redis_server: ChildProcess, temporal_server: ChildProcess, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     data_dir: Path = tmp_path_factory.mktemp("stack")
     fake_state = FakeWeCom()
     fake = await serve(create_fake_app(fake_state), host="127.0.0.1", port=free_port())
     settings = Settings(
-        database_url=f"sqlite:///{data_dir / 'journeys.db'}", redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
-        temporal_address=f"127.0.0.1:{temporal_server.port}", temporal_task_queue=f"test-{uuid.uuid4().hex[:8]}",
-        wecom_base_url=fake.url, journeys_data_dir=data_dir, journeys_admin_key=ADMIN_KEY,
-    )  # fmt: skip
+        database_url=f"sqlite:///{data_dir / 'journeys.db'}",
+        redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
+        temporal_address=f"127.0.0.1:{temporal_server.port}",
+        temporal_task_queue=f"test-{uuid.uuid4().hex[:8]}",
+        wecom_base_url=fake.url,
+        journeys_data_dir=data_dir,
+        journeys_admin_key=ADMIN_KEY,
+    )
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     rt = await Runtime.open(settings, temporal=client)
     worker = build_worker(rt)

@@ -10,8 +10,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], *, until: Callable[[T], bool], timeout: float = 20.0,
-                     interval: float = 0.1) -> T:  # fmt: skip
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, until: Callable[[T], bool], timeout: float = 20.0, interval: float = 0.1
+) -> T:
     """Poll ``probe`` until ``until(result)`` holds; fail with the last result after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: T | None = None

@@ -8,7 +8,6 @@ until an operator retries, skips or exits it.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -161,13 +160,18 @@ class JourneyWorkflow:
         admitted: AdmitResult = await workflow.execute_local_activity(
             ADMIT,
             AdmitInput(
-                enrollment_id=self._enrollment_id(), workflow_id=info.workflow_id,
-                journey_id=inp.plan.journey_id, version=inp.version, customer_id=inp.customer_id,
-                key=inp.key, trigger_event_id=inp.trigger.event_id, entered_at=self._entered_at.isoformat(),
+                enrollment_id=self._enrollment_id(),
+                workflow_id=info.workflow_id,
+                journey_id=inp.plan.journey_id,
+                version=inp.version,
+                customer_id=inp.customer_id,
+                key=inp.key,
+                trigger_event_id=inp.trigger.event_id,
+                entered_at=self._entered_at.isoformat(),
             ),
             result_type=AdmitResult,
             start_to_close_timeout=_LOCAL,
-        )  # fmt: skip
+        )
         if not admitted.admitted:
             self._status = "refused"
             self._exit_reason = admitted.reason
@@ -251,11 +255,20 @@ class JourneyWorkflow:
                 result: SendResult = await workflow.execute_activity(
                     SEND,
                     SendInput(
-                        enrollment_id=self._enrollment_id(), journey_id=inp.plan.journey_id,
-                        version=inp.version, step_id=node.id, visit=self._visits[node.id],
-                        customer_id=inp.customer_id, channel=node.channel, message=node.message,
-                        trigger=inp.trigger, vars=ctx["vars"], journey=ctx["journey"], steps=ctx["steps"],
-                        now=self._now().isoformat(), category=inp.plan.category,
+                        enrollment_id=self._enrollment_id(),
+                        journey_id=inp.plan.journey_id,
+                        version=inp.version,
+                        step_id=node.id,
+                        visit=self._visits[node.id],
+                        customer_id=inp.customer_id,
+                        channel=node.channel,
+                        message=node.message,
+                        trigger=inp.trigger,
+                        vars=ctx["vars"],
+                        journey=ctx["journey"],
+                        steps=ctx["steps"],
+                        now=self._now().isoformat(),
+                        category=inp.plan.category,
                     ),
                     result_type=SendResult,
                     start_to_close_timeout=timedelta(seconds=node.timeout_s),
@@ -265,7 +278,7 @@ class JourneyWorkflow:
                         maximum_interval=timedelta(seconds=node.retry.max_interval_s),
                         maximum_attempts=node.retry.max_attempts,
                     ),
-                )  # fmt: skip
+                )
             except ActivityError as err:
                 reason = _failure_reason(err)
                 self._results[node.id] = {"status": "failed", "reason": reason}
@@ -311,10 +324,12 @@ class JourneyWorkflow:
                 if remaining <= timedelta(0):
                     self._results[node.id] = {"matched": False, "event": None}
                     return node.on_timeout
-                seen = cursor
                 try:
                     await workflow.wait_condition(
-                        lambda: self._events_base + len(self._events) > seen or self._operator_exit is not None,
+                        lambda seen=cursor: (
+                            self._events_base + len(self._events) > seen  # type: ignore[misc]
+                            or self._operator_exit is not None
+                        ),
                         timeout=remaining,
                     )
                 except TimeoutError:
@@ -335,26 +350,38 @@ class JourneyWorkflow:
             return True
         assert self._inp is not None
         ctx = self._context()
-        return bool(await workflow.execute_local_activity(
-            MATCH,
-            MatchInput(rule=rule, customer_id=self._inp.customer_id, event=ev, trigger=self._inp.trigger,
-                       vars=ctx["vars"], journey=ctx["journey"], steps=ctx["steps"], now=self._now().isoformat()),
-            result_type=bool,
-            start_to_close_timeout=_LOCAL,
-        ))  # fmt: skip
+        return bool(
+            await workflow.execute_local_activity(
+                MATCH,
+                MatchInput(
+                    rule=rule,
+                    customer_id=self._inp.customer_id,
+                    event=ev,
+                    trigger=self._inp.trigger,
+                    vars=ctx["vars"],
+                    journey=ctx["journey"],
+                    steps=ctx["steps"],
+                    now=self._now().isoformat(),
+                ),
+                result_type=bool,
+                start_to_close_timeout=_LOCAL,
+            )
+        )
 
     async def _record(self, *, status: str, exit_reason: str | None = None) -> None:
         assert self._inp is not None
         await workflow.execute_local_activity(
             FINISH,
             FinishInput(
-                enrollment_id=self._enrollment_id(), workflow_id=workflow.info().workflow_id,
-                customer_id=self._inp.customer_id, status=status,
+                enrollment_id=self._enrollment_id(),
+                workflow_id=workflow.info().workflow_id,
+                customer_id=self._inp.customer_id,
+                status=status,
                 exit_reason=exit_reason if status != "exited" else self._exit_reason,
                 at=self._now().isoformat(),
             ),
             start_to_close_timeout=_LOCAL,
-        )  # fmt: skip
+        )
 
 
 def _failure_reason(err: ActivityError) -> str:

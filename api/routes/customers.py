@@ -17,8 +17,9 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 @router.put("/{customer_id}")
-async def put_customer(customer_id: CustomerId, body: Annotated[CustomerIn, Body()],
-                       rt: RuntimeDep, _: CallerDep) -> dict[str, Any]:  # fmt: skip
+async def put_customer(
+    customer_id: CustomerId, body: Annotated[CustomerIn, Body()], rt: RuntimeDep, _: CallerDep
+) -> dict[str, Any]:
     """Create or replace a profile (attributes, tags, time zone, WeCom ids, consent)."""
     profile = body.model_dump(exclude_none=True)
     return await asyncio.to_thread(rt.store.put_customer, customer_id, profile)

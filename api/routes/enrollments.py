@@ -16,12 +16,17 @@ router = APIRouter(tags=["enrollments"])
 
 
 @router.get("/v1/journeys/{journey_id}/enrollments")
-async def list_enrollments(journey_id: str, rt: RuntimeDep, _: CallerDep,
-                           customer: Annotated[str | None, Query()] = None,
-                           status: Annotated[str | None, Query()] = None) -> list[dict[str, Any]]:  # fmt: skip
+async def list_enrollments(
+    journey_id: str,
+    rt: RuntimeDep,
+    _: CallerDep,
+    customer: Annotated[str | None, Query()] = None,
+    status: Annotated[str | None, Query()] = None,
+) -> list[dict[str, Any]]:
     """Enrollments of a journey, newest first."""
-    rows = await asyncio.to_thread(rt.store.list_enrollments, journey_id=journey_id, customer_id=customer,
-                                   status=status)  # fmt: skip
+    rows = await asyncio.to_thread(
+        rt.store.list_enrollments, journey_id=journey_id, customer_id=customer, status=status
+    )
     return [r.model_dump() for r in rows]
 
 
@@ -40,10 +45,13 @@ async def get_enrollment(enrollment_id: str, rt: RuntimeDep, _: CallerDep) -> di
 
 
 @router.get("/v1/messages", tags=["messages"])
-async def list_messages(rt: RuntimeDep, _: CallerDep,
-                        customer: Annotated[str | None, Query()] = None,
-                        journey: Annotated[str | None, Query()] = None,
-                        limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:  # fmt: skip
+async def list_messages(
+    rt: RuntimeDep,
+    _: CallerDep,
+    customer: Annotated[str | None, Query()] = None,
+    journey: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
     """The message log: every send attempt with content, status and reason."""
     rows = await asyncio.to_thread(rt.store.list_messages, journey_id=journey, customer_id=customer, limit=limit)
     return [r.model_dump() for r in rows]

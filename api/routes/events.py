@@ -15,8 +15,9 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
 @router.post("", status_code=202, response_model=EventsAccepted)
-async def post_events(dispatcher: DispatcherDep, _: CallerDep,
-                      body: Annotated[EventIn | EventBatch, Body()]) -> EventsAccepted:  # fmt: skip
+async def post_events(
+    dispatcher: DispatcherDep, _: CallerDep, body: Annotated[EventIn | EventBatch, Body()]
+) -> EventsAccepted:
     """Accept one event or ``{"events": [...]}``; idempotent on ``event_id``.
 
     202 means every event is durably recorded and routed; a repeated ``event_id`` is
@@ -24,12 +25,19 @@ async def post_events(dispatcher: DispatcherDep, _: CallerDep,
     """
     events = body.events if isinstance(body, EventBatch) else [body]
     incoming = [
-        IncomingEvent(event_id=e.event_id or f"gen-{uuid.uuid4()}", customer_id=e.customer_id, name=e.name,
-                      properties=e.properties, timestamp=e.timestamp)
+        IncomingEvent(
+            event_id=e.event_id or f"gen-{uuid.uuid4()}",
+            customer_id=e.customer_id,
+            name=e.name,
+            properties=e.properties,
+            timestamp=e.timestamp,
+        )
         for e in events
-    ]  # fmt: skip
+    ]
     results = await dispatcher.accept(incoming)
-    return EventsAccepted(accepted=[
-        EventAccepted(event_id=r.event_id, duplicate=r.duplicate, enrolled=r.enrolled, signalled=r.signalled)
-        for r in results
-    ])  # fmt: skip
+    return EventsAccepted(
+        accepted=[
+            EventAccepted(event_id=r.event_id, duplicate=r.duplicate, enrolled=r.enrolled, signalled=r.signalled)
+            for r in results
+        ]
+    )

@@ -24,12 +24,23 @@ steps:
 """
 
 
-@router.post("", status_code=201, response_model=JourneyCreated, openapi_extra={
-    "requestBody": {"required": True, "content": {"application/yaml": {"schema": {"type": "string"},
-                                                                          "example": _EXAMPLE}}},
-})  # fmt: skip
-async def create_version(request: Request, rt: RuntimeDep, caller: CallerDep,
-                         filename: Annotated[str, Query(max_length=200)] = "journey.yaml") -> JourneyCreated:  # fmt: skip
+@router.post(
+    "",
+    status_code=201,
+    response_model=JourneyCreated,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}, "example": _EXAMPLE}},
+        },
+    },
+)
+async def create_version(
+    request: Request,
+    rt: RuntimeDep,
+    caller: CallerDep,
+    filename: Annotated[str, Query(max_length=200)] = "journey.yaml",
+) -> JourneyCreated:
     """Validate, compile and store a new version of a journey (YAML body)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in _YAML_TYPES:
@@ -62,13 +73,21 @@ async def get_journey(journey_id: str, rt: RuntimeDep, _: CallerDep) -> Any:
 async def get_version(journey_id: str, version: int, rt: RuntimeDep, _: CallerDep) -> dict[str, Any]:
     """One version's YAML and compiled plan."""
     row = await asyncio.to_thread(rt.store.get_version, journey_id, version)
-    return {"journey": row.journey_id, "version": row.version, "yaml": row.yaml, "plan": row.plan,
-            "plan_hash": row.plan_hash, "author": row.author, "created_at": row.created_at}  # fmt: skip
+    return {
+        "journey": row.journey_id,
+        "version": row.version,
+        "yaml": row.yaml,
+        "plan": row.plan,
+        "plan_hash": row.plan_hash,
+        "author": row.author,
+        "created_at": row.created_at,
+    }
 
 
 @router.post("/{journey_id}/activate", response_model=JourneyOut)
-async def activate(journey_id: str, rt: RuntimeDep, _: CallerDep,
-                   body: Annotated[ActivateIn | None, Body()] = None) -> Any:  # fmt: skip
+async def activate(
+    journey_id: str, rt: RuntimeDep, _: CallerDep, body: Annotated[ActivateIn | None, Body()] = None
+) -> Any:
     """Start admitting customers with a version (default: the latest)."""
     row = await asyncio.to_thread(rt.store.activate, journey_id, body.version if body else None)
     await routing.bump_plans_epoch(rt.redis)

@@ -61,8 +61,9 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
 
     @app.get("/_fake/messages")
     async def messages(delivered_only: bool = False) -> JSONResponse:
-        return JSONResponse({"messages": fake.listing(delivered_only=delivered_only),
-                             "gettoken_calls": fake.gettoken_calls})  # fmt: skip
+        return JSONResponse(
+            {"messages": fake.listing(delivered_only=delivered_only), "gettoken_calls": fake.gettoken_calls}
+        )
 
     @app.post("/_fake/reset")
     async def reset() -> JSONResponse:

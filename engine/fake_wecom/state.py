@@ -144,8 +144,12 @@ class FakeWeCom:
             now = time.time()
             for tok in self.tokens.values():
                 if tok.app == app and tok.expires_at > now:
-                    return {"errcode": 0, "errmsg": "ok", "access_token": tok.value,
-                            "expires_in": int(tok.expires_at - now)}  # fmt: skip
+                    return {
+                        "errcode": 0,
+                        "errmsg": "ok",
+                        "access_token": tok.value,
+                        "expires_in": int(tok.expires_at - now),
+                    }
             tok = Token(value=secrets.token_urlsafe(48), app=app, expires_at=now + self.config.token_ttl_s)
             self.tokens[tok.value] = tok
             return {"errcode": 0, "errmsg": "ok", "access_token": tok.value, "expires_in": self.config.token_ttl_s}
@@ -211,15 +215,30 @@ class FakeWeCom:
                 dup_key = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
                 hit = self._dupes.get(dup_key)
                 if hit and time.time() - hit[0] < window:
-                    self._record("message/send", body, hit[1], delivered=False, msgtype=msgtype, touser=valid,
-                                 text=text, duplicate_of=hit[1])  # fmt: skip
+                    self._record(
+                        "message/send",
+                        body,
+                        hit[1],
+                        delivered=False,
+                        msgtype=msgtype,
+                        touser=valid,
+                        text=text,
+                        duplicate_of=hit[1],
+                    )
                     return {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": hit[1]}
             msgid = secrets.token_urlsafe(24)
             if dup_key:
                 self._dupes[dup_key] = (time.time(), msgid)
             self._record("message/send", body, msgid, delivered=True, msgtype=msgtype, touser=valid, text=text)
-        return {"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid), "invalidparty": "",
-                "invalidtag": "", "unlicenseduser": "", "msgid": msgid}  # fmt: skip
+        return {
+            "errcode": 0,
+            "errmsg": "ok",
+            "invaliduser": "|".join(invalid),
+            "invalidparty": "",
+            "invalidtag": "",
+            "unlicenseduser": "",
+            "msgid": msgid,
+        }
 
     # -- externalcontact/add_msg_template -----------------------------------------
 
@@ -246,18 +265,49 @@ class FakeWeCom:
             return error_body(41048, fail_list=fail)
         msgid = "msg" + secrets.token_urlsafe(20)
         with self._lock:
-            self._record("externalcontact/add_msg_template", body, msgid, delivered=True, msgtype="text" if text else None,
-                         touser=[], text=text, sender=sender, external=[x for x in externals if x not in fail])  # fmt: skip
+            self._record(
+                "externalcontact/add_msg_template",
+                body,
+                msgid,
+                delivered=True,
+                msgtype="text" if text else None,
+                touser=[],
+                text=text,
+                sender=sender,
+                external=[x for x in externals if x not in fail],
+            )
         return {"errcode": 0, "errmsg": "ok", "fail_list": fail, "msgid": msgid}
 
-    def _record(self, api: str, body: dict[str, Any], msgid: str, *, delivered: bool, msgtype: str | None,
-                touser: list[str], text: str | None, sender: str | None = None,
-                external: list[str] | None = None, duplicate_of: str | None = None) -> None:  # fmt: skip
-        self.messages.append(Received(
-            id=len(self.messages) + 1, api=api, at=time.time(), msgid=msgid, delivered=delivered,
-            msgtype=msgtype, touser=touser, sender=sender, external_userid=external or [], text=text,
-            payload=body, duplicate_of=duplicate_of,
-        ))  # fmt: skip
+    def _record(
+        self,
+        api: str,
+        body: dict[str, Any],
+        msgid: str,
+        *,
+        delivered: bool,
+        msgtype: str | None,
+        touser: list[str],
+        text: str | None,
+        sender: str | None = None,
+        external: list[str] | None = None,
+        duplicate_of: str | None = None,
+    ) -> None:
+        self.messages.append(
+            Received(
+                id=len(self.messages) + 1,
+                api=api,
+                at=time.time(),
+                msgid=msgid,
+                delivered=delivered,
+                msgtype=msgtype,
+                touser=touser,
+                sender=sender,
+                external_userid=external or [],
+                text=text,
+                payload=body,
+                duplicate_of=duplicate_of,
+            )
+        )
 
     def listing(self, *, delivered_only: bool = False) -> list[dict[str, Any]]:
         """Messages received, oldest first."""

@@ -35,8 +35,13 @@ class Env:
     store: Store
 
     def client(self, **creds: object) -> WeComClient:
-        base = dict(base_url=self.server.url, corp_id=FAKE_CORP_ID, agent_id=FAKE_AGENT_ID,
-                    app_secret=FAKE_APP_SECRET, contact_secret=FAKE_CONTACT_SECRET)  # fmt: skip
+        base = {
+            "base_url": self.server.url,
+            "corp_id": FAKE_CORP_ID,
+            "agent_id": FAKE_AGENT_ID,
+            "app_secret": FAKE_APP_SECRET,
+            "contact_secret": FAKE_CONTACT_SECRET,
+        }
         base.update(creds)
         return WeComClient(self.http, self.redis, WeComCredentials(**base))  # type: ignore[arg-type]
 
@@ -100,9 +105,17 @@ async def test_throttling_and_busy_are_retryable(env: Env) -> None:
         with pytest.raises(WeComError) as info:
             await client.send_app_message(TEXT)
         assert info.value.errcode == code and info.value.retryable
-    unreachable = WeComClient(env.http, env.redis, WeComCredentials(
-        base_url=f"http://127.0.0.1:{free_port()}", corp_id=FAKE_CORP_ID, agent_id=FAKE_AGENT_ID,
-        app_secret=FAKE_APP_SECRET, contact_secret=FAKE_CONTACT_SECRET))  # fmt: skip
+    unreachable = WeComClient(
+        env.http,
+        env.redis,
+        WeComCredentials(
+            base_url=f"http://127.0.0.1:{free_port()}",
+            corp_id=FAKE_CORP_ID,
+            agent_id=FAKE_AGENT_ID,
+            app_secret=FAKE_APP_SECRET,
+            contact_secret=FAKE_CONTACT_SECRET,
+        ),
+    )
     await env.redis.flushdb()
     with pytest.raises(WeComError) as info:
         await unreachable.send_app_message(TEXT)
@@ -110,12 +123,21 @@ async def test_throttling_and_busy_are_retryable(env: Env) -> None:
 
 
 def send_input(step: str = "s1", **over: object) -> SendInput:
-    base = dict(
-        enrollment_id="enr-1", journey_id="j", version=1, step_id=step, visit=1, customer_id="c1",
-        channel="wecom.customer", message={"sender": "{{ customer.owner_userid }}", "text": "你好 {{ customer.name }}"},
-        trigger=EventData(event_id="e1", name="signup", customer_id="c1", timestamp="2026-11-23T02:00:00+00:00"),
-        vars={}, journey={"id": "j", "version": 1}, steps={}, now="2026-11-23T02:00:00+00:00",
-    )  # fmt: skip
+    base = {
+        "enrollment_id": "enr-1",
+        "journey_id": "j",
+        "version": 1,
+        "step_id": step,
+        "visit": 1,
+        "customer_id": "c1",
+        "channel": "wecom.customer",
+        "message": {"sender": "{{ customer.owner_userid }}", "text": "你好 {{ customer.name }}"},
+        "trigger": EventData(event_id="e1", name="signup", customer_id="c1", timestamp="2026-11-23T02:00:00+00:00"),
+        "vars": {},
+        "journey": {"id": "j", "version": 1},
+        "steps": {},
+        "now": "2026-11-23T02:00:00+00:00",
+    }
     base.update(over)
     return SendInput(**base)  # type: ignore[arg-type]
 

@@ -65,7 +65,9 @@ async def test_journey_versions_and_errors(stack: Stack) -> None:
     jid = f"v-{uuid.uuid4().hex[:8]}"
     text = f"journey: {jid}\ntrigger: {{event: a.b}}\nsteps:\n  - wait: 1h\n"
     async with stack.client() as api:
-        assert (await api.post("/v1/journeys", content=text, headers={"Content-Type": "application/json"})).status_code == 415
+        assert (
+            await api.post("/v1/journeys", content=text, headers={"Content-Type": "application/json"})
+        ).status_code == 415
         first = (await api.post("/v1/journeys", content=text, headers=YAML)).json()
         second = (await api.post("/v1/journeys", content=text.replace("1h", "2h"), headers=YAML)).json()
         assert (first["version"], second["version"]) == (1, 2)
@@ -85,8 +87,9 @@ async def test_customers_roundtrip_and_validation(stack: Stack) -> None:
     cid = f"cust-{uuid.uuid4().hex[:6]}"
     async with stack.client() as api:
         assert (await api.get(f"/v1/customers/{cid}")).status_code == 404
-        put = await api.put(f"/v1/customers/{cid}", json={"name": "王五", "tags": ["vip"], "tier": "gold",
-                                                          "timezone": "Europe/London"})  # fmt: skip
+        put = await api.put(
+            f"/v1/customers/{cid}", json={"name": "王五", "tags": ["vip"], "tier": "gold", "timezone": "Europe/London"}
+        )
         assert put.status_code == 200
         got = (await api.get(f"/v1/customers/{cid}")).json()
         assert got == {"id": cid, "name": "王五", "tags": ["vip"], "tier": "gold", "timezone": "Europe/London"}
@@ -104,12 +107,19 @@ async def test_event_validation_and_limits(stack: Stack) -> None:
         assert "customer_id" in no_customer.json()["error"]["message"]
         not_json = await api.post("/v1/events", content=b"{oops", headers={"Content-Type": "application/json"})
         assert not_json.status_code == 422
-        huge = await api.post("/v1/events", content=b"x" * (2 * 1024 * 1024), headers={"Content-Type": "application/json"})
+        huge = await api.post(
+            "/v1/events", content=b"x" * (2 * 1024 * 1024), headers={"Content-Type": "application/json"}
+        )
         assert huge.status_code == 413
         assert huge.json()["error"]["code"] == "too_large"
-        batch = await api.post("/v1/events", json={"events": [
-            {"event_id": "b-1", "customer_id": "bc", "name": "x.y"},
-            {"event_id": "b-1", "customer_id": "bc", "name": "x.y"},
-        ]})  # fmt: skip
+        batch = await api.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {"event_id": "b-1", "customer_id": "bc", "name": "x.y"},
+                    {"event_id": "b-1", "customer_id": "bc", "name": "x.y"},
+                ]
+            },
+        )
         assert batch.status_code == 202
         assert [a["duplicate"] for a in batch.json()["accepted"]] == [False, True]

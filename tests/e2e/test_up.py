@@ -42,11 +42,25 @@ class Up:
 
 def start_up(data_dir: Path, ports: dict[str, int], journeys_dir: Path | None = None) -> Up:
     log = data_dir.parent / f"up-{time.time_ns()}.log"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TEMPORAL_ADDRESS", "REDIS_URL", "WECOM_BASE_URL", "DATABASE_URL", "JOURNEYS_ADMIN_KEY")}
-    args = [str(Path(sys.executable).parent / "journeys"), "up", "--data-dir", str(data_dir),
-            "--port", str(ports["api"]), "--fake-wecom-port", str(ports["fake"]),
-            "--temporal-port", str(ports["temporal"]), "--temporal-ui-port", "0"]  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TEMPORAL_ADDRESS", "REDIS_URL", "WECOM_BASE_URL", "DATABASE_URL", "JOURNEYS_ADMIN_KEY")
+    }
+    args = [
+        str(Path(sys.executable).parent / "journeys"),
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(ports["api"]),
+        "--fake-wecom-port",
+        str(ports["fake"]),
+        "--temporal-port",
+        str(ports["temporal"]),
+        "--temporal-ui-port",
+        "0",
+    ]
     if journeys_dir:
         args += ["--journeys", str(journeys_dir)]
     started = time.monotonic()
@@ -108,8 +122,11 @@ def test_enrollments_survive_a_restart(tmp_path: Path, ports: dict[str, int]) ->
     up = start_up(data, ports, journeys)
     try:
         headers = {"Authorization": f"Bearer {up.key()}"}
-        resp = httpx.post(f"{up.api}/v1/events", headers=headers,
-                          json={"event_id": "r-1", "customer_id": "c9", "name": "signup", "properties": {"n": 7}})  # fmt: skip
+        resp = httpx.post(
+            f"{up.api}/v1/events",
+            headers=headers,
+            json={"event_id": "r-1", "customer_id": "c9", "name": "signup", "properties": {"n": 7}},
+        )
         assert resp.status_code == 202
         deadline = time.monotonic() + 20
         while "first 7" not in fake_texts(up):

@@ -31,7 +31,9 @@ steps:
 
 
 async def deploy(client: httpx.AsyncClient, yaml_text: str) -> dict:
-    created = await client.post("/v1/journeys", content=yaml_text.encode(), headers={"Content-Type": "application/yaml"})
+    created = await client.post(
+        "/v1/journeys", content=yaml_text.encode(), headers={"Content-Type": "application/yaml"}
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     activated = await client.post(f"/v1/journeys/{body['journey']}/activate", json={})
@@ -51,11 +53,22 @@ async def test_event_to_two_messages_two_seconds_apart(stack: Stack) -> None:
     cid = f"c-{uuid.uuid4().hex[:6]}"
     async with stack.client() as api:
         await deploy(api, JOURNEY.format(jid=jid))
-        put = await api.put(f"/v1/customers/{cid}", json={
-            "name": "张三", "external_userid": f"wm_{cid}", "owner_userid": "zhangsan", "tags": ["vip"],
-        })  # fmt: skip
+        put = await api.put(
+            f"/v1/customers/{cid}",
+            json={
+                "name": "张三",
+                "external_userid": f"wm_{cid}",
+                "owner_userid": "zhangsan",
+                "tags": ["vip"],
+            },
+        )
         assert put.status_code == 200, put.text
-        event = {"event_id": f"evt-{cid}", "customer_id": cid, "name": "signup.completed", "properties": {"plan": "pro"}}
+        event = {
+            "event_id": f"evt-{cid}",
+            "customer_id": cid,
+            "name": "signup.completed",
+            "properties": {"plan": "pro"},
+        }
         first = await api.post("/v1/events", json=event)
         assert first.status_code == 202, first.text
         assert first.json()["accepted"][0]["duplicate"] is False
@@ -64,7 +77,9 @@ async def test_event_to_two_messages_two_seconds_apart(stack: Stack) -> None:
         assert second.status_code == 202
         assert second.json()["accepted"][0]["duplicate"] is True
 
-    to_customer = await eventually(lambda: fake_messages(stack, external_userid=f"wm_{cid}"), until=lambda m: len(m) >= 1)
+    to_customer = await eventually(
+        lambda: fake_messages(stack, external_userid=f"wm_{cid}"), until=lambda m: len(m) >= 1
+    )
     staff_text = f"请跟进新客户 张三（{cid}）"
     to_staff = await eventually(lambda: fake_messages(stack, text=staff_text), until=lambda m: len(m) >= 1)
     assert len(to_customer) == 1 and len(to_staff) == 1
@@ -105,12 +120,17 @@ steps:
 """
     async with stack.client() as api:
         await deploy(api, yaml_text)
-        small = await api.post("/v1/events", json={"customer_id": cid, "name": "order.created",
-                                                  "properties": {"order_id": "S1", "amount": 5}})  # fmt: skip
+        small = await api.post(
+            "/v1/events",
+            json={"customer_id": cid, "name": "order.created", "properties": {"order_id": "S1", "amount": 5}},
+        )
         assert small.json()["accepted"][0]["enrolled"] == []
-        big = await api.post("/v1/events", json={"customer_id": cid, "name": "order.created",
-                                                "properties": {"order_id": "B1", "amount": 80}})  # fmt: skip
+        big = await api.post(
+            "/v1/events",
+            json={"customer_id": cid, "name": "order.created", "properties": {"order_id": "B1", "amount": 80}},
+        )
         assert big.json()["accepted"][0]["enrolled"] == [f"journey/{jid}/{cid}"]
-    msgs = await eventually(lambda: fake_messages(stack, api="message/send"),
-                            until=lambda ms: any(m["text"] == "order B1" for m in ms))  # fmt: skip
+    msgs = await eventually(
+        lambda: fake_messages(stack, api="message/send"), until=lambda ms: any(m["text"] == "order B1" for m in ms)
+    )
     assert not any(m["text"] == "order S1" for m in msgs)

@@ -61,8 +61,11 @@ steps:
 """
     found = problems(text)
     assert [(line, path) for line, path, _ in found] == [
-        (2, "trigger.when"), (5, "steps[0].send.channel"), (9, "steps[2].on_timeout"), (13, "steps[3].send.text"),
-    ]  # fmt: skip
+        (2, "trigger.when"),
+        (5, "steps[0].send.channel"),
+        (9, "steps[2].on_timeout"),
+        (13, "steps[3].send.text"),
+    ]
     messages = [m for _, _, m in found]
     assert "did you mean 'event'" in messages[0]
     assert "did you mean 'wecom.customer'" in messages[1]
@@ -70,34 +73,76 @@ steps:
     assert "did you mean 'customer'" in messages[3]
 
 
-@pytest.mark.parametrize(("text", "line", "path", "fragment"), [
-    ("journey: Bad_Id\ntrigger: {event: a}\nsteps:\n  - wait: 1h\n", 1, "journey", "lowercase letters"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps: []\n", 3, "steps", "at least 1"),
-    ("journey: ok-id\nsteps:\n  - wait: 1h\n", 1, "trigger", "required key 'trigger'"),
-    ("journey: ok-id\ntrigger: {event: a}\ntimezone: Mars/Base\nsteps:\n  - wait: 1h\n", 3, "timezone", "unknown time zone"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wiat: 1h\n", 4, "steps[0]", "did you mean 'wait'"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait: 1h\n    send: {channel: wecom.app, text: x}\n", 4,
-     "steps[0]", "exactly one action"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait: 15\n", 4, "steps[0].wait", "not a duration"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait_for: {event: b}\n", 4, "steps[0].wait_for.timeout",
-     "required key 'timeout'"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait_for: {event: b, timeout: 1h}\n    on_evnt: exit\n", 5,
-     "steps[0].on_evnt", "did you mean 'on_event'"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - send: {channel: wecom.customer, text: hi}\n", 4,
-     "steps[0].send", "needs 'sender'"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - send: {channel: wecom.app, text: a, markdown: b}\n", 4,
-     "steps[0].send", "exactly one of text, markdown or textcard"),
-    ("journey: ok-id\ntrigger: {event: 'a*b'}\nsteps:\n  - wait: 1h\n", 2, "trigger.event", "prefix"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - id: s\n    send: {channel: wecom.app, text: a}\n    on_error: s\n",
-     4, "steps[0]", "loop without a wait"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait_for: {event: b, timeout: 1h}\n    on_event: exit\n"
-     "    on_timeout: exit\n  - id: never\n    wait: 1h\n", 7, "steps[1]", "can never be reached"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - id: x\n    wait: 1h\n  - id: x\n    wait: 2h\n", 6,
-     "steps[1].id", "duplicate step id 'x'"),
-    ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait: 1h\nsteps: []\n", 5, "", "duplicate key"),
-    ("journey: [unclosed\n", 2, "", "invalid YAML"),
-    ("- just\n- a list\n", 1, "", "a journey file is a mapping"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "line", "path", "fragment"),
+    [
+        ("journey: Bad_Id\ntrigger: {event: a}\nsteps:\n  - wait: 1h\n", 1, "journey", "lowercase letters"),
+        ("journey: ok-id\ntrigger: {event: a}\nsteps: []\n", 3, "steps", "at least 1"),
+        ("journey: ok-id\nsteps:\n  - wait: 1h\n", 1, "trigger", "required key 'trigger'"),
+        (
+            "journey: ok-id\ntrigger: {event: a}\ntimezone: Mars/Base\nsteps:\n  - wait: 1h\n",
+            3,
+            "timezone",
+            "unknown time zone",
+        ),
+        ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wiat: 1h\n", 4, "steps[0]", "did you mean 'wait'"),
+        (
+            "journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait: 1h\n    send: {channel: wecom.app, text: x}\n",
+            4,
+            "steps[0]",
+            "exactly one action",
+        ),
+        ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait: 15\n", 4, "steps[0].wait", "not a duration"),
+        (
+            "journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait_for: {event: b}\n",
+            4,
+            "steps[0].wait_for.timeout",
+            "required key 'timeout'",
+        ),
+        (
+            "journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait_for: {event: b, timeout: 1h}\n    on_evnt: exit\n",
+            5,
+            "steps[0].on_evnt",
+            "did you mean 'on_event'",
+        ),
+        (
+            "journey: ok-id\ntrigger: {event: a}\nsteps:\n  - send: {channel: wecom.customer, text: hi}\n",
+            4,
+            "steps[0].send",
+            "needs 'sender'",
+        ),
+        (
+            "journey: ok-id\ntrigger: {event: a}\nsteps:\n  - send: {channel: wecom.app, text: a, markdown: b}\n",
+            4,
+            "steps[0].send",
+            "exactly one of text, markdown or textcard",
+        ),
+        ("journey: ok-id\ntrigger: {event: 'a*b'}\nsteps:\n  - wait: 1h\n", 2, "trigger.event", "prefix"),
+        (
+            "journey: ok-id\ntrigger: {event: a}\nsteps:\n  - id: s\n"
+            "    send: {channel: wecom.app, text: a}\n    on_error: s\n",
+            4,
+            "steps[0]",
+            "loop without a wait",
+        ),
+        (
+            "journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait_for: {event: b, timeout: 1h}\n    on_event: exit\n"
+            "    on_timeout: exit\n  - id: never\n    wait: 1h\n",
+            7,
+            "steps[1]",
+            "can never be reached",
+        ),
+        (
+            "journey: ok-id\ntrigger: {event: a}\nsteps:\n  - id: x\n    wait: 1h\n  - id: x\n    wait: 2h\n",
+            6,
+            "steps[1].id",
+            "duplicate step id 'x'",
+        ),
+        ("journey: ok-id\ntrigger: {event: a}\nsteps:\n  - wait: 1h\nsteps: []\n", 5, "", "duplicate key"),
+        ("journey: [unclosed\n", 2, "", "invalid YAML"),
+        ("- just\n- a list\n", 1, "", "a journey file is a mapping"),
+    ],
+)
 def test_each_problem_names_line_and_path(text: str, line: int, path: str, fragment: str) -> None:
     found = problems(text)
     assert any(ln == line and p == path and fragment in m for ln, p, m in found), found

@@ -30,14 +30,32 @@ async def test_one_hour_wait_for_runs_in_seconds(result: dict) -> None:
 
 
 async def test_timeout_path_sends_the_nudge_after_one_hour(result: dict) -> None:
-    assert result["sends"] == [{
-        "customer": "u1", "journey": "paid-or-nudge", "step": "nudge", "channel": "wecom.customer",
-        "to": ["wm_u1"], "sender": "guide01", "at": "2026-11-23T11:00:00+08:00", "offset_s": 3600,
-        "status": "sent", "reason": None, "text": "李雷，您的订单 A100 还未支付",
-    }]  # fmt: skip
+    assert result["sends"] == [
+        {
+            "customer": "u1",
+            "journey": "paid-or-nudge",
+            "step": "nudge",
+            "channel": "wecom.customer",
+            "to": ["wm_u1"],
+            "sender": "guide01",
+            "at": "2026-11-23T11:00:00+08:00",
+            "offset_s": 3600,
+            "status": "sent",
+            "reason": None,
+            "text": "李雷，您的订单 A100 还未支付",
+        }
+    ]
     u1 = next(e for e in result["enrollments"] if e["customer"] == "u1")
-    assert u1 == {"customer": "u1", "journey": "paid-or-nudge", "key": "A100", "status": "exited",
-                  "exit_reason": "completed", "converted": False, "arm": None, "path": ["wait_paid", "nudge"]}  # fmt: skip
+    assert u1 == {
+        "customer": "u1",
+        "journey": "paid-or-nudge",
+        "key": "A100",
+        "status": "exited",
+        "exit_reason": "completed",
+        "converted": False,
+        "arm": None,
+        "path": ["wait_paid", "nudge"],
+    }
 
 
 async def test_event_before_timeout_takes_on_event_exit(result: dict) -> None:
@@ -83,7 +101,9 @@ until: 2h
 
 async def test_invalid_scenario_is_a_spec_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("journey: x.yaml\nstart: 2026-11-23T10:00:00+08:00\nevents:\n  - {at: soon, customer: a, name: b}\nuntil: 1d\n")
+    bad.write_text(
+        "journey: x.yaml\nstart: 2026-11-23T10:00:00+08:00\nevents:\n  - {at: soon, customer: a, name: b}\nuntil: 1d\n"
+    )
     with pytest.raises(SpecError) as info:
         await simulate_file(bad)
     assert "bad.yaml:4: events[0].at" in str(info.value)

@@ -26,42 +26,48 @@ CTX = {
 }
 
 
-@pytest.mark.parametrize(("source", "expected"), [
-    ("event.amount >= 50", True),
-    ("event.amount >= vars.threshold and has_tag('vip')", True),
-    ("event.cart_id == trigger.cart_id", True),
-    ("'a' in event.tags and 'z' not in event.tags", True),
-    ("event.kind in ('purchase', 'refund')", False),
-    ("customer.missing is None", True),
-    ("customer.missing.deeper is None", True),
-    ("(customer.lead_score or 0) + 20 >= 70", True),
-    ("contains_any(event.content, ['价格', '多少钱'])", True),
-    ("days_since(customer.signed_up) == 3", True),
-    ("hours_since(customer.signed_up) > 71", True),
-    ("lower('ABC') == 'abc' and upper(customer.name) == '张三'", True),
-    ("max(1, 2, 3) == 3 and round(2.6) == 3 and abs(-1) == 1 and len(event.tags) == 2", True),
-    ("event.amount // 7 == 17 and event.amount % 7 == 1", True),
-    ("'gold' if event.amount > 100 else 'std'", "gold"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("event.amount >= 50", True),
+        ("event.amount >= vars.threshold and has_tag('vip')", True),
+        ("event.cart_id == trigger.cart_id", True),
+        ("'a' in event.tags and 'z' not in event.tags", True),
+        ("event.kind in ('purchase', 'refund')", False),
+        ("customer.missing is None", True),
+        ("customer.missing.deeper is None", True),
+        ("(customer.lead_score or 0) + 20 >= 70", True),
+        ("contains_any(event.content, ['价格', '多少钱'])", True),
+        ("days_since(customer.signed_up) == 3", True),
+        ("hours_since(customer.signed_up) > 71", True),
+        ("lower('ABC') == 'abc' and upper(customer.name) == '张三'", True),
+        ("max(1, 2, 3) == 3 and round(2.6) == 3 and abs(-1) == 1 and len(event.tags) == 2", True),
+        ("event.amount // 7 == 17 and event.amount % 7 == 1", True),
+        ("'gold' if event.amount > 100 else 'std'", "gold"),
+    ],
+)
 def test_evaluates(source: str, expected: object) -> None:
     assert compile_rule(source).evaluate(CTX) == expected
 
 
-@pytest.mark.parametrize(("source", "fragment"), [
-    ("x = 1", "exactly one expression"),
-    ("1; 2", "exactly one expression"),
-    ("event.amount ** 2", "Pow is not allowed"),
-    ("1 << 70", "LShift is not allowed"),
-    ("[x for x in event.tags]", "ListComp is not allowed"),
-    ("{k: 1 for k in event.tags}", "DictComp is not allowed"),
-    ("f'{event.amount:>999999999}'", "JoinedStr is not allowed"),
-    ("lambda: 1", "Lambda is not allowed"),
-    ("event.tags.index('a')", "method calls are not allowed"),
-    ("event.__class__", "starting with '_'"),
-    ("(y := 1)", "NamedExpr is not allowed"),
-    ("event.amount >", "invalid rule"),
-    ("", "non-empty"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("x = 1", "exactly one expression"),
+        ("1; 2", "exactly one expression"),
+        ("event.amount ** 2", "Pow is not allowed"),
+        ("1 << 70", "LShift is not allowed"),
+        ("[x for x in event.tags]", "ListComp is not allowed"),
+        ("{k: 1 for k in event.tags}", "DictComp is not allowed"),
+        ("f'{event.amount:>999999999}'", "JoinedStr is not allowed"),
+        ("lambda: 1", "Lambda is not allowed"),
+        ("event.tags.index('a')", "method calls are not allowed"),
+        ("event.__class__", "starting with '_'"),
+        ("(y := 1)", "NamedExpr is not allowed"),
+        ("event.amount >", "invalid rule"),
+        ("", "non-empty"),
+    ],
+)
 def test_rejects_unsafe_or_invalid_syntax(source: str, fragment: str) -> None:
     with pytest.raises(RuleSyntaxError) as info:
         compile_rule(source)
@@ -80,8 +86,9 @@ def test_unknown_names_get_a_suggestion() -> None:
         compile_rule("trigger.x == 1", names={"event", "customer"})
 
 
-@pytest.mark.parametrize("source", ["event.amount / 0 > 1", "event.cart_id > 1", "int(event.cart_id) > 1",
-                                    "event.tags[9] == 'a'"])  # fmt: skip
+@pytest.mark.parametrize(
+    "source", ["event.amount / 0 > 1", "event.cart_id > 1", "int(event.cart_id) > 1", "event.tags[9] == 'a'"]
+)
 def test_data_errors_become_rule_evaluation_errors(source: str) -> None:
     with pytest.raises(RuleEvaluationError) as info:
         compile_rule(source).evaluate(CTX)
