@@ -12,7 +12,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
 from engine.errors import JourneyStateError, NotFoundError, SpecError
 
@@ -62,6 +65,13 @@ def install(app: FastAPI) -> None:
         if exc.headers:
             response.headers.update(exc.headers)
         return response
+
+    @app.exception_handler(RPCError)
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(OperationalError)
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+        return error_response(503, "unavailable", f"a dependency is unavailable ({type(exc).__name__}); retry later")
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -55,6 +55,9 @@ class EventAccepted(BaseModel):
     duplicate: bool
     enrolled: list[str]
     signalled: list[str]
+    deferred: bool = Field(
+        default=False, description="Stored, but routing is waiting for Temporal/Redis; it will be routed automatically."
+    )
 
 
 class EventsAccepted(BaseModel):

@@ -50,6 +50,7 @@ class Accepted:
     duplicate: bool
     enrolled: list[str]
     signalled: list[str]
+    deferred: bool = False
 
 
 class PlanCache:
@@ -107,7 +108,8 @@ class Dispatcher:
 
         Returns:
             One ``Accepted`` per event, in order; duplicates (same ``event_id``) are
-            reported and not routed again.
+            reported and not routed again. An event whose routing failed (Temporal or Redis
+            unreachable) is ``deferred``: it is stored, and ``recover`` routes it later.
         """
         received = utcnow()
         rows = [
@@ -128,7 +130,12 @@ class Dispatcher:
             if not is_new:
                 results.append(Accepted(row.event_id, duplicate=True, enrolled=[], signalled=[]))
                 continue
-            enrolled, signalled = await self.route(row)
+            try:
+                enrolled, signalled = await self.route(row)
+            except Exception:  # noqa: BLE001 - the event is stored; recovery routes it later
+                log.exception("routing event %s failed; it stays queued for recovery", row.event_id)
+                results.append(Accepted(row.event_id, duplicate=False, enrolled=[], signalled=[], deferred=True))
+                continue
             routed.append(row.event_id)
             results.append(Accepted(row.event_id, duplicate=False, enrolled=enrolled, signalled=signalled))
         await asyncio.to_thread(self._store.mark_dispatched, routed)
@@ -207,7 +214,13 @@ class Dispatcher:
     async def recover(self, *, older_than: timedelta = timedelta(seconds=30)) -> int:
         """Route events whose routing was interrupted. Returns how many were routed."""
         rows = await asyncio.to_thread(self._store.undispatched_events, received_before=datetime.now(UTC) - older_than)
+        done = []
         for row in rows:
-            await self.route(row)
-        await asyncio.to_thread(self._store.mark_dispatched, [r.event_id for r in rows])
-        return len(rows)
+            try:
+                await self.route(row)
+            except Exception:  # noqa: BLE001 - try again next round
+                log.exception("recovering event %s failed; will retry", row.event_id)
+                continue
+            done.append(row.event_id)
+        await asyncio.to_thread(self._store.mark_dispatched, done)
+        return len(done)

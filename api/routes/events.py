@@ -37,7 +37,13 @@ async def post_events(
     results = await dispatcher.accept(incoming)
     return EventsAccepted(
         accepted=[
-            EventAccepted(event_id=r.event_id, duplicate=r.duplicate, enrolled=r.enrolled, signalled=r.signalled)
+            EventAccepted(
+                event_id=r.event_id,
+                duplicate=r.duplicate,
+                enrolled=r.enrolled,
+                signalled=r.signalled,
+                deferred=r.deferred,
+            )
             for r in results
         ]
     )

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import httpx
+from redis.asyncio import Redis
 
+from engine.dispatch import Dispatcher, IncomingEvent
+from engine.embedded import free_port
 from tests.conftest import Stack
 from tests.helpers import eventually
 
@@ -134,3 +138,24 @@ steps:
         lambda: fake_messages(stack, api="message/send"), until=lambda ms: any(m["text"] == "order B1" for m in ms)
     )
     assert not any(m["text"] == "order S1" for m in msgs)
+
+
+async def test_event_whose_routing_failed_is_recovered_not_lost(stack: Stack) -> None:
+    jid = f"recover-{uuid.uuid4().hex[:8]}"
+    cid = f"c-{uuid.uuid4().hex[:6]}"
+    async with stack.client() as api:
+        await deploy(api, f"journey: {jid}\ntrigger: {{event: ping}}\nsteps:\n"
+                          f"  - send: {{channel: wecom.app, to: ops, text: 'pong {cid}'}}\n")  # fmt: skip
+    dead_redis = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    broken = Dispatcher(stack.rt.store, dead_redis, stack.rt.temporal, task_queue=stack.rt.settings.temporal_task_queue)
+    [result] = await broken.accept([IncomingEvent(event_id=f"e-{cid}", customer_id=cid, name="ping", properties={})])
+    await dead_redis.aclose()
+    assert result.deferred and not result.duplicate
+    assert await fake_messages(stack, text=f"pong {cid}") == []
+
+    healthy = Dispatcher(stack.rt.store, stack.rt.redis, stack.rt.temporal,
+                         task_queue=stack.rt.settings.temporal_task_queue)  # fmt: skip
+    assert await healthy.recover(older_than=timedelta(0)) >= 1
+    await eventually(lambda: fake_messages(stack, text=f"pong {cid}"), until=lambda m: len(m) == 1)
+    assert await healthy.recover(older_than=timedelta(0)) == 0, "a routed event is not routed again"
+    assert len(await fake_messages(stack, text=f"pong {cid}")) == 1
