@@ -35,15 +35,4 @@ async def post_events(
         for e in events
     ]
     results = await dispatcher.accept(incoming)
-    return EventsAccepted(
-        accepted=[
-            EventAccepted(
-                event_id=r.event_id,
-                duplicate=r.duplicate,
-                enrolled=r.enrolled,
-                signalled=r.signalled,
-                deferred=r.deferred,
-            )
-            for r in results
-        ]
-    )
+    return EventsAccepted(accepted=[EventAccepted.model_validate(r, from_attributes=True) for r in results])
