@@ -48,14 +48,7 @@ class Delivered:
     failed_recipients: list[str] = field(default_factory=list)
 
 
-def _render(value: Any, context: Mapping[str, Any]) -> Any:
-    if isinstance(value, str):
-        return rule_cache.template(value).render(context)
-    if isinstance(value, list):
-        return [_render(v, context) for v in value]
-    if isinstance(value, dict):
-        return {k: _render(v, context) for k, v in value.items()}
-    return value
+_render = rule_cache.render
 
 
 def render(

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 from temporalio import activity
 
 from engine import routing
+from engine.history import event_counter
 from engine.models import EnrollmentRow
 from engine.store import Store
+from rules import RuleError
+from rules import cache as rule_cache
 from workflows.messages import ADMIT, FINISH, AdmitInput, AdmitResult, FinishInput
 
 
 class EnrollmentActivities:
-    """Records enrollments in SQL and keeps the Redis active-enrollment index.
+    """Admission checks, enrollment records in SQL, and the Redis active-enrollment index.
 
     Args:
         store: SQL store.
@@ -28,36 +31,60 @@ class EnrollmentActivities:
 
     @activity.defn(name=ADMIT)
     async def admit(self, inp: AdmitInput) -> AdmitResult:
-        """Re-check the journey is active and record the enrollment exactly once."""
-        status = await asyncio.to_thread(self._store.journey_status, inp.journey_id)
-        if status != "active":
+        """Admission (journey-dsl §6a.3): journey active, audience on a fresh profile, reentry.
+
+        ``trigger.when`` was checked when the event was routed. The enrollment is recorded
+        exactly once per trigger event.
+        """
+        refused = await asyncio.to_thread(self._check, inp)
+        if refused is not None:
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
-            return AdmitResult(admitted=False, reason=f"journey_{status or 'missing'}")
+            return AdmitResult(admitted=False, reason=refused)
         row = EnrollmentRow(
-            enrollment_id=inp.enrollment_id,
-            workflow_id=inp.workflow_id,
-            journey_id=inp.journey_id,
-            version=inp.version,
-            customer_id=inp.customer_id,
-            key=inp.key,
-            trigger_event_id=inp.trigger_event_id,
-            entered_at=datetime.fromisoformat(inp.entered_at),
-        )
+            enrollment_id=inp.enrollment_id, workflow_id=inp.workflow_id, journey_id=inp.journey_id,
+            version=inp.version, customer_id=inp.customer_id, key=inp.key,
+            trigger_event_id=inp.trigger_event_id, entered_at=datetime.fromisoformat(inp.entered_at),
+        )  # fmt: skip
         if not await asyncio.to_thread(self._store.admit, row):
             # The same trigger event was routed twice (e.g. recovered after a crash).
             return AdmitResult(admitted=False, reason="duplicate_trigger")
         await routing.add_active(self._redis, inp.customer_id, inp.workflow_id)
         return AdmitResult(admitted=True)
 
+    def _check(self, inp: AdmitInput) -> str | None:
+        status = self._store.journey_status(inp.journey_id)
+        if status != "active":
+            return f"journey_{status or 'missing'}"
+        entered = datetime.fromisoformat(inp.entered_at)
+        if inp.audience:
+            customer = self._store.ensure_customer(inp.customer_id)
+            trigger = inp.trigger.as_context() if inp.trigger else {}
+            context = {
+                "customer": customer, "event": trigger, "trigger": trigger, "vars": inp.vars,
+                "journey": {"id": inp.journey_id, "version": inp.version, "key": inp.key},
+                "now": entered, "count_events": event_counter(self._store, inp.customer_id, entered),
+            }  # fmt: skip
+            try:
+                if not rule_cache.rule(inp.audience).test(context):
+                    return "audience"
+            except RuleError as exc:
+                activity.logger.warning("audience rule failed, not admitting: %s", exc.message)
+                return "audience_error"
+        if inp.reentry in ("once", "cooldown"):
+            last = self._store.last_entry(inp.journey_id, inp.customer_id, inp.key, excluding=inp.enrollment_id)
+            if last is not None:
+                if inp.reentry == "once":
+                    return "reentry_once"
+                if entered - last < timedelta(seconds=inp.cooldown_s or 0):
+                    return "reentry_cooldown"
+        return None
+
     @activity.defn(name=FINISH)
     async def finish(self, inp: FinishInput) -> None:
         """Record the enrollment's state; drop it from the index once it exited."""
         await asyncio.to_thread(
-            self._store.finish_enrollment,
-            inp.enrollment_id,
-            status=inp.status,
-            exit_reason=inp.exit_reason,
-            at=datetime.fromisoformat(inp.at),
-        )
+            self._store.finish_enrollment, inp.enrollment_id, status=inp.status,
+            exit_reason=inp.exit_reason, at=datetime.fromisoformat(inp.at),
+        )  # fmt: skip
         if inp.status == "exited":
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 
 from temporalio import activity
 
+from activities.context import rule_context
 from engine.store import Store
 from rules import RuleError
 from rules import cache as rule_cache
-from workflows.messages import MATCH, MatchInput
+from workflows.messages import MATCH, MatchInput, RuleContext
 
 
 class MatchActivities:
     """Evaluates ``wait_for`` / goal / exit rules against the customer's fresh profile.
 
     Args:
-        store: SQL store (for the profile).
+        store: SQL store (for the profile and event history).
     """
 
     def __init__(self, store: Store) -> None:
@@ -26,19 +26,15 @@ class MatchActivities:
     @activity.defn(name=MATCH)
     async def match(self, inp: MatchInput) -> bool:
         """True when the rule holds for this event."""
+        return await asyncio.to_thread(self._match, inp)
+
+    def _match(self, inp: MatchInput) -> bool:
         rule = rule_cache.rule(inp.rule)
-        customer = None
-        if "customer" in rule.names:
-            customer = await asyncio.to_thread(self._store.get_customer, inp.customer_id)
-        context = {
-            "customer": customer or {"id": inp.customer_id},
-            "event": inp.event.as_context(),
-            "trigger": inp.trigger.as_context(),
-            "vars": inp.vars,
-            "journey": inp.journey,
-            "steps": inp.steps,
-            "now": datetime.fromisoformat(inp.now),
-        }
+        customer = self._store.get_customer(inp.customer_id) if "customer" in rule.names else None
+        rc = RuleContext(customer_id=inp.customer_id, trigger=inp.trigger, vars=inp.vars, journey=inp.journey,
+                         steps=inp.steps, now=inp.now)  # fmt: skip
+        context = rule_context(self._store, rc, customer=customer or {"id": inp.customer_id},
+                               event=inp.event.as_context())  # fmt: skip
         try:
             return rule.test(context)
         except RuleError as exc:

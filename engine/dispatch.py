@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from temporalio.client import Client
 
 from engine import routing
+from engine.history import event_counter
 from engine.models import EventRow
 from engine.plan import JourneyPlan
 from engine.store import Store, aware, utcnow
@@ -118,7 +119,7 @@ class Dispatcher:
                 customer_id=e.customer_id,
                 name=e.name,
                 properties=e.properties,
-                timestamp=e.timestamp or self.now(),
+                timestamp=(e.timestamp or self.now()).astimezone(UTC),
                 received_at=received,
             )
             for e in events
@@ -170,29 +171,9 @@ class Dispatcher:
         candidates = [(v, p) for v, p in await self.plans.plans() if p.trigger.matches_name(event.name)]
         if not candidates:
             return []
-        customer = await asyncio.to_thread(self._store.ensure_customer, event.customer_id)
+        admitted = await asyncio.to_thread(self._evaluate_triggers, event, candidates)
         started: list[str] = []
-        for version, plan in candidates:
-            context = {
-                "event": event.as_context(),
-                "customer": customer,
-                "vars": plan.vars,
-                "journey": {"id": plan.journey_id, "version": version},
-                "now": self.now(),
-            }
-            try:
-                if plan.trigger.when and not rule_cache.rule(plan.trigger.when).test(context):
-                    continue
-                key = None
-                if plan.trigger.key:
-                    value = rule_cache.rule(plan.trigger.key).evaluate(context)
-                    if value is None:
-                        log.info("event %s: trigger.key of %s is empty; not enrolled", event.event_id, plan.journey_id)
-                        continue
-                    key = str(value)
-            except RuleError as exc:
-                log.warning("event %s: journey %s trigger rule failed: %s", event.event_id, plan.journey_id, exc)
-                continue
+        for version, plan, key in admitted:
             wid = routing.enrollment_workflow_id(plan.journey_id, event.customer_id, key)
             # Index first, so an event arriving while the start is in flight still finds it.
             await routing.add_active(self._redis, event.customer_id, wid)
@@ -210,6 +191,43 @@ class Dispatcher:
             )
             started.append(wid)
         return started
+
+    def _evaluate_triggers(
+        self, event: EventData, candidates: list[tuple[int, JourneyPlan]]
+    ) -> list[tuple[int, JourneyPlan, str | None]]:
+        """Apply ``trigger.when`` and ``trigger.key`` of each candidate journey.
+
+        Runs in a thread: ``count_events`` reads the event history, which already holds
+        this event (journey-dsl §6a.9).
+        """
+        customer = self._store.ensure_customer(event.customer_id)
+        now = self.now()
+        counter = event_counter(self._store, event.customer_id, now)
+        out: list[tuple[int, JourneyPlan, str | None]] = []
+        for version, plan in candidates:
+            context = {
+                "event": event.as_context(),
+                "customer": customer,
+                "vars": plan.vars,
+                "journey": {"id": plan.journey_id, "version": version},
+                "now": now,
+                "count_events": counter,
+            }
+            try:
+                if plan.trigger.when and not rule_cache.rule(plan.trigger.when).test(context):
+                    continue
+                key = None
+                if plan.trigger.key:
+                    value = rule_cache.rule(plan.trigger.key).evaluate(context)
+                    if value is None:
+                        log.info("event %s: trigger.key of %s is empty; not enrolled", event.event_id, plan.journey_id)
+                        continue
+                    key = str(value)
+            except RuleError as exc:
+                log.warning("event %s: journey %s trigger rule failed: %s", event.event_id, plan.journey_id, exc)
+                continue
+            out.append((version, plan, key))
+        return out
 
     async def recover(self, *, older_than: timedelta = timedelta(seconds=30)) -> int:
         """Route events whose routing was interrupted. Returns how many were routed."""

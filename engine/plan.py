@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 PLAN_SCHEMA = 1
 
@@ -66,6 +66,18 @@ class SendNode(_Node):
     kind: Literal["send"] = "send"
     channel: str
     message: dict[str, Any]
+    customer_facing: bool = True
+    timeout_s: float = 30.0
+    retry: RetryPlan = RetryPlan()
+    on_error: str = PARK
+
+
+class ActivityNode(_Node):
+    """Run a registered activity with ``with_`` as input (strings may be templates)."""
+
+    kind: Literal["activity"] = "activity"
+    activity: str
+    with_: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float = 30.0
     retry: RetryPlan = RetryPlan()
     on_error: str = PARK
@@ -76,6 +88,14 @@ class WaitNode(_Node):
 
     kind: Literal["wait"] = "wait"
     seconds: float
+
+
+class WaitUntilNode(_Node):
+    """Sleep until the next local ``time`` (HH:MM) strictly after now, on ``days`` if given."""
+
+    kind: Literal["wait_until"] = "wait_until"
+    time: str
+    days: tuple[str, ...] | None = None
 
 
 class WaitForNode(_Node):
@@ -89,7 +109,141 @@ class WaitForNode(_Node):
     on_timeout: str
 
 
-PlanNode = Annotated[SendNode | WaitNode | WaitForNode, Field(discriminator="kind")]
+class BranchCase(_Frozen):
+    """One case of a branch: where to go when ``when`` holds."""
+
+    when: str
+    target: str
+
+
+class BranchNode(_Node):
+    """First case whose rule holds wins; otherwise ``else_target``."""
+
+    kind: Literal["branch"] = "branch"
+    cases: tuple[BranchCase, ...]
+    else_target: str
+
+
+class SplitArm(_Frozen):
+    """One arm of a split."""
+
+    arm: str
+    weight: float
+    target: str
+
+
+class SplitNode(_Node):
+    """Sticky weighted A/B assignment."""
+
+    kind: Literal["split"] = "split"
+    arms: tuple[SplitArm, ...]
+
+
+class TagNode(_Node):
+    """Add and remove customer tags."""
+
+    kind: Literal["tag"] = "tag"
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+class UpdateNode(_Node):
+    """Set customer attributes from rules."""
+
+    kind: Literal["update"] = "update"
+    updates: dict[str, str]
+
+
+class GotoNode(_Node):
+    """Jump to ``next`` (the target)."""
+
+    kind: Literal["goto"] = "goto"
+
+
+class ExitNode(_Node):
+    """End the enrollment (``exit_reason: exit_step``)."""
+
+    kind: Literal["exit"] = "exit"
+    reason: str | None = None
+
+
+PlanNode = Annotated[
+    SendNode
+    | ActivityNode
+    | WaitNode
+    | WaitUntilNode
+    | WaitForNode
+    | BranchNode
+    | SplitNode
+    | TagNode
+    | UpdateNode
+    | GotoNode
+    | ExitNode,
+    Field(discriminator="kind"),
+]
+
+#: Node kinds that wait on the clock or for an event (a loop must contain one).
+WAITING_KINDS = frozenset({"wait", "wait_until", "wait_for"})
+
+
+def edges(node: PlanNode) -> list[str]:
+    """Every node id (or reserved target) control can move to from ``node``."""
+    if isinstance(node, WaitForNode):
+        return [node.on_event, node.on_timeout]
+    if isinstance(node, SendNode | ActivityNode):
+        return [node.next, node.on_error]
+    if isinstance(node, BranchNode):
+        return [*(c.target for c in node.cases), node.else_target]
+    if isinstance(node, SplitNode):
+        return [a.target for a in node.arms]
+    if isinstance(node, ExitNode):
+        return [EXIT]
+    return [node.next]
+
+
+class ReentryPlan(_Frozen):
+    """``once``, ``after_exit`` or ``cooldown`` (with its length)."""
+
+    mode: Literal["once", "after_exit", "cooldown"] = "after_exit"
+    cooldown_s: float | None = None
+
+
+class MatcherPlan(_Frozen):
+    """An event pattern plus optional rule (``exit_when`` entries)."""
+
+    event: str
+    when: str | None = None
+
+
+class GoalPlan(MatcherPlan):
+    """Conversion event, window from entry, and whether converting ends the enrollment."""
+
+    within_s: float | None = None
+    exit: bool = True
+
+
+class QuietHoursPlan(_Frozen):
+    """Quiet hours (local HH:MM) and what to do in them."""
+
+    start: str
+    end: str
+    action: str = "defer"
+
+
+class CapPlan(_Frozen):
+    """At most ``max`` sends per ``per_s`` seconds."""
+
+    max: int
+    per_s: float
+
+
+class PolicyPlan(_Frozen):
+    """Delivery policy for proactive customer messages."""
+
+    quiet_hours: QuietHoursPlan | None = None
+    frequency_caps: tuple[CapPlan, ...] = ()
+    on_capped: str = "skip"
+    priority: int = 5
 
 
 class JourneyPlan(_Frozen):
@@ -102,17 +256,24 @@ class JourneyPlan(_Frozen):
     category: str = "marketing"
     strict: bool = True
     trigger: TriggerPlan
+    audience: str | None = None
+    reentry: ReentryPlan = ReentryPlan()
+    goal: GoalPlan | None = None
+    exit_when: tuple[MatcherPlan, ...] = ()
+    policy: PolicyPlan | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
     start: str
     nodes: tuple[PlanNode, ...]
     plan_hash: str = ""
+    _by_id: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Index nodes by id once; the interpreter looks them up on every step."""
+        self._by_id = {n.id: n for n in self.nodes}
 
     def node(self, node_id: str) -> PlanNode:
         """The node with this id (raises KeyError if absent)."""
-        for node in self.nodes:
-            if node.id == node_id:
-                return node
-        raise KeyError(node_id)
+        return self._by_id[node_id]
 
     def with_hash(self) -> JourneyPlan:
         """Return a copy stamped with the sha256 of its canonical JSON."""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -254,7 +254,62 @@ class Store:
                 )
             )
 
+    def count_events(self, customer_id: str, name: str, *, since: datetime, until: datetime,
+                     limit: int = 10_000) -> list[dict[str, Any]]:  # fmt: skip
+        """A customer's events called ``name`` (or ``prefix*``) with since < timestamp <= until.
+
+        Returns each event's properties (plus ``name`` and ``timestamp``), newest first,
+        at most ``limit`` of them: the count is bounded, as rules must be cheap.
+        """
+        q = select(EventRow).where(
+            EventRow.customer_id == customer_id, EventRow.timestamp > since, EventRow.timestamp <= until
+        )
+        if name.endswith("*"):
+            q = q.where(col(EventRow.name).startswith(name[:-1]))
+        else:
+            q = q.where(EventRow.name == name)
+        with self._session() as s:
+            rows = s.exec(q.order_by(col(EventRow.timestamp).desc()).limit(limit)).all()
+            return [{**r.properties, "name": r.name, "timestamp": aware(r.timestamp).isoformat()} for r in rows]  # type: ignore[union-attr]
+
+    def purge_events(self, *, older_than: datetime) -> int:
+        """Delete routed events older than the retention horizon. Returns how many."""
+        with self._session() as s:
+            result = s.exec(
+                delete(EventRow).where(col(EventRow.timestamp) < older_than, col(EventRow.dispatched_at).is_not(None))  # type: ignore[call-overload]
+            )
+            s.commit()
+            return int(result.rowcount or 0)
+
+    def update_customer(self, customer_id: str, change: Any) -> dict[str, Any]:
+        """Apply ``change(profile) -> profile`` atomically (creating the profile if needed)."""
+        now = utcnow()
+        with self._session() as s:
+            row = s.get(CustomerRow, customer_id, with_for_update=True)
+            if row is None:
+                row = CustomerRow(id=customer_id, profile={"id": customer_id}, created_at=now, updated_at=now)
+            profile = change(dict(row.profile))
+            profile["id"] = customer_id
+            row.profile = profile
+            row.updated_at = now
+            s.add(row)
+            s.commit()
+            return profile
+
     # -- enrollments --------------------------------------------------------------
+
+    def last_entry(self, journey_id: str, customer_id: str, key: str | None, *,
+                   excluding: str | None = None) -> datetime | None:  # fmt: skip
+        """When this customer (and key) last entered this journey, if ever."""
+        q = select(EnrollmentRow.entered_at).where(
+            EnrollmentRow.journey_id == journey_id, EnrollmentRow.customer_id == customer_id
+        )
+        q = q.where(col(EnrollmentRow.key).is_(None)) if key is None else q.where(EnrollmentRow.key == key)
+        if excluding:
+            q = q.where(EnrollmentRow.enrollment_id != excluding)
+        with self._session() as s:
+            found = s.exec(q.order_by(col(EnrollmentRow.entered_at).desc()).limit(1)).first()
+            return aware(found)
 
     def admit(self, row: EnrollmentRow) -> bool:
         """Record an admitted enrollment. False if this trigger event already admitted one."""

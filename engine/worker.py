@@ -7,27 +7,37 @@ from typing import Any
 
 from temporalio.worker import Worker
 
+from activities.custom import Services, registered_activities
 from activities.enrollment import EnrollmentActivities
 from activities.matching import MatchActivities
 from activities.send import SendActivities
+from activities.steps import StepActivities
+from engine.dispatch import Dispatcher
+from engine.registry import load_builtin_activities
 from engine.runtime import Runtime
 from workflows.journey import JourneyWorkflow
 
 
 def activities_for(rt: Runtime) -> list[Callable[..., Any]]:
-    """The bound activity methods a worker registers."""
+    """The bound activity methods a worker registers: built-ins plus registered journey activities."""
     enrollment = EnrollmentActivities(rt.store, rt.redis)
+    steps = StepActivities(rt.store)
+    dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
     return [
         enrollment.admit,
         enrollment.finish,
         MatchActivities(rt.store).match,
         SendActivities(rt.store, rt.wecom).send,
+        steps.branch,
+        steps.next_time,
+        steps.tag,
+        steps.update,
+        *registered_activities(load_builtin_activities(), Services(rt, dispatcher)),
     ]
 
 
-def build_worker(
-    rt: Runtime, *, task_queue: str | None = None, overrides: dict[str, Callable[..., Any]] | None = None
-) -> Worker:
+def build_worker(rt: Runtime, *, task_queue: str | None = None,
+                 overrides: dict[str, Callable[..., Any]] | None = None) -> Worker:  # fmt: skip
     """A worker for the journey task queue.
 
     Args:

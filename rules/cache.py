@@ -6,7 +6,9 @@ dictionary lookup plus evaluation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from rules.context import RULE_NAMES
 from rules.evaluator import CompiledRule, compile_rule
@@ -23,3 +25,18 @@ def rule(source: str) -> CompiledRule:
 def template(source: str) -> CompiledTemplate:
     """The compiled template for ``source``."""
     return compile_template(source, names=RULE_NAMES)
+
+
+def render(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every string inside ``value`` (nested lists and dicts too) as a template.
+
+    Raises:
+        rules.TemplateError: A placeholder had no value.
+    """
+    if isinstance(value, str):
+        return template(value).render(context)
+    if isinstance(value, list):
+        return [render(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: render(v, context) for k, v in value.items()}
+    return value

@@ -30,6 +30,15 @@ def freeze(value: Any) -> Any:
     return value
 
 
+def thaw(value: Any) -> Any:
+    """Plain JSON-friendly data from what ``freeze`` made (rule results leave this way)."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(v) for v in value]
+    return value
+
+
 def suggest(name: str, known: Iterable[str]) -> str | None:
     """Return the known name closest to ``name``, if any is close enough to be a typo."""
     matches = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)

@@ -1,13 +1,16 @@
 """The journey interpreter: one workflow per enrollment, walking a frozen plan.
 
 Each loop iteration runs one plan node. Waits are Temporal timers; events arrive by
-signal and are matched against rules through a local activity (rules never run in
-workflow code). A send that fails for good parks the enrollment in ``needs_attention``
-until an operator retries, skips or exits it.
+signal and are consumed in arrival order: first against the journey's ``goal`` and
+``exit_when`` (they take precedence, journey-dsl §6a.1), then against the ``wait_for`` in
+progress, if any. Rules never run here: they are evaluated by local activities on the
+customer's fresh profile. A step that fails for good parks the enrollment in
+``needs_attention`` until an operator retries, skips or exits it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,24 +19,56 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from engine.plan import END, EXIT, PARK, SendNode, WaitForNode, WaitNode, event_name_matches
+    from engine.plan import (
+        END,
+        EXIT,
+        PARK,
+        ActivityNode,
+        BranchNode,
+        ExitNode,
+        GotoNode,
+        JourneyPlan,
+        MatcherPlan,
+        PlanNode,
+        RetryPlan,
+        SendNode,
+        SplitNode,
+        TagNode,
+        UpdateNode,
+        WaitForNode,
+        WaitNode,
+        WaitUntilNode,
+        event_name_matches,
+    )
     from workflows.messages import (
         ADMIT,
+        BRANCH,
         EVENT_SIGNAL,
         FINISH,
         MATCH,
+        NEXT_TIME,
         SEND,
         STATUS_QUERY,
+        TAG,
+        UPDATE,
+        ActivityCall,
         AdmitInput,
         AdmitResult,
+        BranchInput,
+        BranchResult,
         EnrollmentInput,
         EnrollmentState,
         EventData,
         FinishInput,
         MatchInput,
+        NextTimeInput,
         OperatorExit,
+        ResumeState,
+        RuleContext,
         SendInput,
         SendResult,
+        TagInput,
+        UpdateInput,
     )
 
 _LOCAL = timedelta(seconds=30)
@@ -41,8 +76,25 @@ _LOCAL = timedelta(seconds=30)
 _SEEN_LIMIT = 512
 
 
-class _Stop(Exception):
-    """Internal: the enrollment must end now (operator exit)."""
+class _End(Exception):
+    """Internal: the enrollment ends now (goal, exit_when or operator)."""
+
+
+def split_arm(journey_id: str, customer_id: str, arms: list[tuple[str, float]]) -> str:
+    """Sticky weighted assignment: a stable hash of (journey, customer, arms and weights).
+
+    The same customer gets the same arm on re-entry and in every version that keeps the
+    arms and weights (journey-dsl §6a.12).
+    """
+    key = journey_id + "\x1f" + customer_id + "\x1f" + "\x1e".join(f"{a}={w:g}" for a, w in arms)
+    fraction = int(hashlib.sha256(key.encode()).hexdigest()[:15], 16) / float(16**15)
+    total = sum(w for _, w in arms)
+    point = fraction * total
+    for arm, weight in arms:
+        if point < weight:
+            return arm
+        point -= weight
+    return arms[-1][0]
 
 
 @workflow.defn(name="JourneyWorkflow")
@@ -51,8 +103,7 @@ class JourneyWorkflow:
 
     def __init__(self) -> None:
         self._inp: EnrollmentInput | None = None
-        self._events: list[EventData] = []
-        self._events_base = 0  # absolute sequence number of self._events[0]
+        self._inbox: list[EventData] = []
         self._seen: list[str] = []
         self._status = "starting"
         self._current: str | None = None
@@ -60,11 +111,14 @@ class JourneyWorkflow:
         self._path: list[str] = []
         self._visits: dict[str, int] = {}
         self._results: dict[str, Any] = {}
+        self._arms: dict[str, str] = {}
+        self._converted = False
         self._exit_reason: str | None = None
         self._attention: str | None = None
         self._operator_exit: str | None = None
         self._operator_action: str | None = None
         self._entered_at: datetime | None = None
+        self._visits_this_run = 0
 
     # -- clock --------------------------------------------------------------------
 
@@ -82,11 +136,11 @@ class JourneyWorkflow:
         self._seen.append(ev.event_id)
         if len(self._seen) > _SEEN_LIMIT:
             del self._seen[: len(self._seen) - _SEEN_LIMIT]
-        self._events.append(ev)
+        self._inbox.append(ev)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> EnrollmentState:
-        """Live state: current step, next wake-up, path, step results."""
+        """Live state: current step, next wake-up, path, step results, arm, conversion."""
         inp = self._inp
         info = workflow.info()
         return EnrollmentState(
@@ -104,6 +158,8 @@ class JourneyWorkflow:
             entered_at=self._entered_at.isoformat() if self._entered_at else None,
             exit_reason=self._exit_reason,
             attention_reason=self._attention,
+            converted=self._converted,
+            arm=next(iter(self._arms.values()), None),
         )
 
     @workflow.update(name="exit")
@@ -154,169 +210,252 @@ class JourneyWorkflow:
     async def run(self, inp: EnrollmentInput) -> EnrollmentState:
         """Admit the customer, walk the plan, record how it ended."""
         self._inp = inp
-        self._seen.append(inp.trigger.event_id)  # its own trigger is not a later event
-        self._entered_at = self._now()
-        info = workflow.info()
-        admitted: AdmitResult = await workflow.execute_local_activity(
-            ADMIT,
-            AdmitInput(
-                enrollment_id=self._enrollment_id(),
-                workflow_id=info.workflow_id,
-                journey_id=inp.plan.journey_id,
-                version=inp.version,
-                customer_id=inp.customer_id,
-                key=inp.key,
-                trigger_event_id=inp.trigger.event_id,
-                entered_at=self._entered_at.isoformat(),
-            ),
-            result_type=AdmitResult,
-            start_to_close_timeout=_LOCAL,
-        )
-        if not admitted.admitted:
-            self._status = "refused"
-            self._exit_reason = admitted.reason
-            return self.status()
+        start = inp.plan.start
+        if inp.resume is not None:
+            start = self._restore(inp.resume)
+        else:
+            self._seen.append(inp.trigger.event_id)  # its own trigger is not a later event
+            self._entered_at = self._now()
+            admitted = await self._admit(inp)
+            if not admitted.admitted:
+                self._status = "refused"
+                self._exit_reason = admitted.reason
+                return self.status()
         self._status = "running"
         try:
-            await self._walk(inp)
-        except _Stop:
-            self._exit_reason = "operator"
+            await self._walk(inp.plan, start)
+        except _End:
+            pass
         self._status = "exited"
         self._current = None
         self._wake_at = None
         await self._record(status="exited")
         return self.status()
 
-    async def _walk(self, inp: EnrollmentInput) -> None:
+    async def _admit(self, inp: EnrollmentInput) -> AdmitResult:
+        info = workflow.info()
         plan = inp.plan
-        node_id = plan.start
+        return await workflow.execute_local_activity(
+            ADMIT,
+            AdmitInput(
+                enrollment_id=self._enrollment_id(), workflow_id=info.workflow_id, journey_id=plan.journey_id,
+                version=inp.version, customer_id=inp.customer_id, key=inp.key, trigger_event_id=inp.trigger.event_id,
+                entered_at=self._entered_at.isoformat() if self._entered_at else "", audience=plan.audience,
+                reentry=plan.reentry.mode, cooldown_s=plan.reentry.cooldown_s, trigger=inp.trigger, vars=plan.vars,
+            ),
+            result_type=AdmitResult,
+            start_to_close_timeout=_LOCAL,
+        )  # fmt: skip
+
+    def _restore(self, state: ResumeState) -> str:
+        self._path = list(state.path)
+        self._results = dict(state.steps)
+        self._visits = dict(state.visits)
+        self._entered_at = datetime.fromisoformat(state.entered_at)
+        self._converted = state.converted
+        self._arms = dict(state.arms)
+        self._seen = list(state.seen)
+        self._inbox = list(state.pending)
+        return state.node
+
+    async def _walk(self, plan: JourneyPlan, node_id: str) -> None:
         # Bounded interpreter: the compiler rejects loops without a wait, so more
         # transitions than nodes between two waits means a bug, not a long journey.
         budget = len(plan.nodes) + 1
         while node_id not in (END, EXIT):
-            self._check_stop()
+            await self._drain()
             budget -= 1
             if budget < 0:
                 workflow.logger.error("step budget exhausted at %s; ending enrollment", node_id)
                 self._exit_reason = "error"
                 return
+            if self._should_continue_as_new():
+                await self._continue_as_new(node_id)
             node = plan.node(node_id)
             self._current = node.id
             self._path.append(node.id)
             self._visits[node.id] = self._visits.get(node.id, 0) + 1
-            if isinstance(node, SendNode):
-                node_id = await self._send(node)
-            elif isinstance(node, WaitNode):
+            self._visits_this_run += 1
+            if node.kind in ("wait", "wait_until", "wait_for"):
                 budget = len(plan.nodes) + 1
-                await self._sleep(timedelta(seconds=node.seconds))
-                node_id = node.next
-            elif isinstance(node, WaitForNode):
-                budget = len(plan.nodes) + 1
-                node_id = await self._wait_for(node)
-            else:  # pragma: no cover - the plan union is closed
-                raise ApplicationError(f"unknown node kind {type(node).__name__}", non_retryable=True)
+            node_id = await self._execute(node)
         self._exit_reason = "exit_step" if node_id == EXIT else "completed"
+
+    async def _execute(self, node: PlanNode) -> str:
+        if isinstance(node, SendNode | ActivityNode):
+            return await self._effect(node)
+        if isinstance(node, WaitNode):
+            await self._sleep_until(self._now() + timedelta(seconds=node.seconds))
+            return node.next
+        if isinstance(node, WaitUntilNode):
+            await self._sleep_until(await self._next_time(node))
+            return node.next
+        if isinstance(node, WaitForNode):
+            return await self._wait_for(node)
+        if isinstance(node, BranchNode):
+            return await self._branch(node)
+        if isinstance(node, SplitNode):
+            assert self._inp is not None
+            arms = [(a.arm, a.weight) for a in node.arms]
+            arm = split_arm(self._inp.plan.journey_id, self._inp.customer_id, arms)
+            self._arms.setdefault(node.id, arm)
+            self._results[node.id] = {"arm": arm}
+            return next(a.target for a in node.arms if a.arm == arm)
+        if isinstance(node, TagNode):
+            return await self._tag(node)
+        if isinstance(node, UpdateNode):
+            return await self._update(node)
+        if isinstance(node, GotoNode):
+            return node.next
+        if isinstance(node, ExitNode):
+            if node.reason:
+                self._results[node.id] = {"reason": node.reason}
+            return EXIT
+        raise ApplicationError(f"unknown node kind {type(node).__name__}", non_retryable=True)  # pragma: no cover
+
+    # -- continue-as-new ----------------------------------------------------------
+
+    def _should_continue_as_new(self) -> bool:
+        assert self._inp is not None
+        return self._visits_this_run >= self._inp.max_visits_per_run or workflow.info().is_continue_as_new_suggested()
+
+    async def _continue_as_new(self, node_id: str) -> None:
+        assert self._inp is not None
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        state = ResumeState(
+            node=node_id, path=self._path, steps=self._results, visits=self._visits,
+            entered_at=self._entered_at.isoformat() if self._entered_at else self._now().isoformat(),
+            converted=self._converted, arms=self._arms, seen=self._seen, pending=self._inbox,
+        )  # fmt: skip
+        inp = self._inp
+        workflow.continue_as_new(
+            EnrollmentInput(
+                plan=inp.plan,
+                version=inp.version,
+                customer_id=inp.customer_id,
+                trigger=inp.trigger,
+                key=inp.key,
+                clock_offset_s=inp.clock_offset_s,
+                resume=state,
+                max_visits_per_run=inp.max_visits_per_run,
+            )  # fmt: skip
+        )
+
+    # -- events -------------------------------------------------------------------
+
+    def _rule_context(self) -> RuleContext:
+        assert self._inp is not None
+        inp = self._inp
+        return RuleContext(
+            customer_id=inp.customer_id,
+            trigger=inp.trigger,
+            vars=inp.plan.vars,
+            journey={
+                "id": inp.plan.journey_id,
+                "version": inp.version,
+                "entered_at": self._entered_at.isoformat() if self._entered_at else None,
+                "key": inp.key,
+            },
+            steps=dict(self._results),
+            now=self._now().isoformat(),
+        )
+
+    async def _matches(self, pattern: str, rule: str | None, ev: EventData) -> bool:
+        if not event_name_matches(pattern, ev.name):
+            return False
+        if rule is None:
+            return True
+        ctx = self._rule_context()
+        return bool(
+            await workflow.execute_local_activity(
+                MATCH,
+                MatchInput(
+                    rule=rule,
+                    customer_id=ctx.customer_id,
+                    event=ev,
+                    trigger=ctx.trigger,
+                    vars=ctx.vars,
+                    journey=ctx.journey,
+                    steps=ctx.steps,
+                    now=ctx.now,
+                ),  # fmt: skip
+                result_type=bool,
+                start_to_close_timeout=_LOCAL,
+            )
+        )
+
+    async def _consume(self, ev: EventData) -> None:
+        """Goal and exit conditions see every event after entry, before any wait does."""
+        assert self._inp is not None
+        plan = self._inp.plan
+        goal = plan.goal
+        if goal is not None and not self._converted and self._in_goal_window():
+            if await self._matches(goal.event, goal.when, ev):
+                self._converted = True
+                self._results["$goal"] = {"event": ev.as_context(), "at": self._now().isoformat()}
+                if goal.exit:
+                    self._exit_reason = "goal"
+                    raise _End()
+        for cond in plan.exit_when:
+            if await self._matches(cond.event, cond.when, ev):
+                self._exit_reason = "exit_when"
+                raise _End()
+
+    def _in_goal_window(self) -> bool:
+        assert self._inp is not None and self._inp.plan.goal is not None
+        within = self._inp.plan.goal.within_s
+        if within is None or self._entered_at is None:
+            return True
+        return self._now() <= self._entered_at + timedelta(seconds=within)
+
+    def _listens(self) -> list[MatcherPlan]:
+        assert self._inp is not None
+        plan = self._inp.plan
+        return [*([plan.goal] if plan.goal is not None else []), *plan.exit_when]
+
+    async def _drain(self) -> None:
+        """Consume every queued event (raises ``_End`` if one ends the enrollment)."""
+        self._check_stop()
+        while self._inbox:
+            ev = self._inbox.pop(0)
+            if self._listens():
+                await self._consume(ev)
 
     def _check_stop(self) -> None:
         if self._operator_exit is not None:
-            raise _Stop()
+            self._exit_reason = "operator"
+            raise _End()
 
-    async def _sleep(self, duration: timedelta) -> None:
-        self._wake_at = self._now() + duration
+    async def _sleep_until(self, deadline: datetime) -> None:
+        """Sleep, still consuming events (a goal or exit_when may end the wait early)."""
+        self._wake_at = deadline
         try:
-            await workflow.wait_condition(lambda: self._operator_exit is not None, timeout=duration)
-        except TimeoutError:
-            pass
+            while True:
+                await self._drain()
+                remaining = deadline - self._now()
+                if remaining <= timedelta(0):
+                    return
+                try:
+                    await workflow.wait_condition(
+                        lambda: bool(self._inbox) or self._operator_exit is not None, timeout=remaining
+                    )
+                except TimeoutError:
+                    pass
         finally:
             self._wake_at = None
-        self._check_stop()
-
-    # -- steps --------------------------------------------------------------------
-
-    def _context(self) -> dict[str, Any]:
-        assert self._inp is not None
-        return {
-            "vars": self._inp.plan.vars,
-            "journey": {
-                "id": self._inp.plan.journey_id,
-                "version": self._inp.version,
-                "entered_at": self._entered_at.isoformat() if self._entered_at else None,
-                "key": self._inp.key,
-            },
-            "steps": dict(self._results),
-        }
-
-    async def _send(self, node: SendNode) -> str:
-        assert self._inp is not None
-        inp = self._inp
-        while True:
-            ctx = self._context()
-            try:
-                result: SendResult = await workflow.execute_activity(
-                    SEND,
-                    SendInput(
-                        enrollment_id=self._enrollment_id(),
-                        journey_id=inp.plan.journey_id,
-                        version=inp.version,
-                        step_id=node.id,
-                        visit=self._visits[node.id],
-                        customer_id=inp.customer_id,
-                        channel=node.channel,
-                        message=node.message,
-                        trigger=inp.trigger,
-                        vars=ctx["vars"],
-                        journey=ctx["journey"],
-                        steps=ctx["steps"],
-                        now=self._now().isoformat(),
-                        category=inp.plan.category,
-                    ),
-                    result_type=SendResult,
-                    start_to_close_timeout=timedelta(seconds=node.timeout_s),
-                    retry_policy=RetryPolicy(
-                        initial_interval=timedelta(seconds=node.retry.initial_s),
-                        backoff_coefficient=node.retry.backoff,
-                        maximum_interval=timedelta(seconds=node.retry.max_interval_s),
-                        maximum_attempts=node.retry.max_attempts,
-                    ),
-                )
-            except ActivityError as err:
-                reason = _failure_reason(err)
-                self._results[node.id] = {"status": "failed", "reason": reason}
-                if node.on_error != PARK:
-                    return node.on_error
-                action = await self._park(f"step {node.id} failed: {reason}")
-                if action == "retry":
-                    continue
-                self._results[node.id] = {"status": "skipped", "reason": "operator"}
-                return node.next
-            self._results[node.id] = {"status": result.status, "reason": result.reason, "msgid": result.msgid}
-            return node.next
-
-    async def _park(self, why: str) -> str:
-        """Wait for an operator; returns ``retry`` or ``skip`` (exit raises _Stop)."""
-        self._status = "needs_attention"
-        self._attention = why
-        await self._record(status="needs_attention", exit_reason=None)
-        await workflow.wait_condition(lambda: self._operator_action is not None or self._operator_exit is not None)
-        action, self._operator_action = self._operator_action, None
-        self._status = "running"
-        self._attention = None
-        await self._record(status="running", exit_reason=None)
-        self._check_stop()
-        assert action is not None
-        return action
 
     async def _wait_for(self, node: WaitForNode) -> str:
-        # Only events that arrive after the wait began count (journey-dsl §6a.2).
-        self._drop_consumed()
-        cursor = self._events_base + len(self._events)
+        # Only events that arrive after the wait began count (§6a.2): everything queued
+        # before now was already consumed by the drain at the top of the loop.
         deadline = self._now() + timedelta(seconds=node.timeout_s)
         self._wake_at = deadline
         try:
             while True:
-                while cursor < self._events_base + len(self._events):
-                    ev = self._events[cursor - self._events_base]
-                    cursor += 1
+                self._check_stop()
+                while self._inbox:
+                    ev = self._inbox.pop(0)
+                    if self._listens():
+                        await self._consume(ev)
                     if await self._matches(node.event, node.when, ev):
                         self._results[node.id] = {"matched": True, "event": ev.as_context()}
                         return node.on_event
@@ -326,62 +465,166 @@ class JourneyWorkflow:
                     return node.on_timeout
                 try:
                     await workflow.wait_condition(
-                        lambda seen=cursor: (
-                            self._events_base + len(self._events) > seen  # type: ignore[misc]
-                            or self._operator_exit is not None
-                        ),
-                        timeout=remaining,
+                        lambda: bool(self._inbox) or self._operator_exit is not None, timeout=remaining
                     )
                 except TimeoutError:
                     pass
-                self._check_stop()
         finally:
             self._wake_at = None
-            self._drop_consumed()
 
-    def _drop_consumed(self) -> None:
-        self._events_base += len(self._events)
-        self._events.clear()
+    # -- steps --------------------------------------------------------------------
 
-    async def _matches(self, pattern: str, rule: str | None, ev: EventData) -> bool:
-        if not event_name_matches(pattern, ev.name):
-            return False
-        if rule is None:
-            return True
+    async def _next_time(self, node: WaitUntilNode) -> datetime:
         assert self._inp is not None
-        ctx = self._context()
-        return bool(
-            await workflow.execute_local_activity(
-                MATCH,
-                MatchInput(
-                    rule=rule,
-                    customer_id=self._inp.customer_id,
-                    event=ev,
-                    trigger=self._inp.trigger,
-                    vars=ctx["vars"],
-                    journey=ctx["journey"],
-                    steps=ctx["steps"],
-                    now=self._now().isoformat(),
-                ),
-                result_type=bool,
-                start_to_close_timeout=_LOCAL,
-            )
+        iso: str = await workflow.execute_local_activity(
+            NEXT_TIME,
+            NextTimeInput(
+                customer_id=self._inp.customer_id,
+                time=node.time,
+                days=list(node.days) if node.days else None,
+                default_timezone=self._inp.plan.timezone,
+                now=self._now().isoformat(),
+            ),  # fmt: skip
+            result_type=str,
+            start_to_close_timeout=_LOCAL,
         )
+        return datetime.fromisoformat(iso)
+
+    async def _branch(self, node: BranchNode) -> str:
+        result: BranchResult = await workflow.execute_local_activity(
+            BRANCH,
+            BranchInput(rules=[c.when for c in node.cases], context=self._rule_context()),
+            result_type=BranchResult,
+            start_to_close_timeout=_LOCAL,
+        )
+        taken = "else" if result.index < 0 else result.index
+        self._results[node.id] = {"taken": taken, "errors": result.errors} if result.errors else {"taken": taken}
+        return node.else_target if result.index < 0 else node.cases[result.index].target
+
+    async def _tag(self, node: TagNode) -> str:
+        assert self._inp is not None
+        tags: list[str] = await workflow.execute_local_activity(
+            TAG,
+            TagInput(
+                customer_id=self._inp.customer_id,
+                add=list(node.add),
+                remove=list(node.remove),
+                idempotency_key=f"{self._enrollment_id()}:{node.id}:{self._visits[node.id]}",
+            ),  # fmt: skip
+            result_type=list[str],
+            start_to_close_timeout=_LOCAL,
+        )
+        self._results[node.id] = {"tags": tags}
+        return node.next
+
+    async def _update(self, node: UpdateNode) -> str:
+        while True:
+            try:
+                values: dict[str, Any] = await workflow.execute_local_activity(
+                    UPDATE,
+                    UpdateInput(updates=dict(node.updates), context=self._rule_context()),
+                    result_type=dict[str, Any],
+                    start_to_close_timeout=_LOCAL,
+                    retry_policy=RetryPolicy(maximum_attempts=5),
+                )
+            except ActivityError as err:
+                reason = _failure_reason(err)
+                self._results[node.id] = {"status": "failed", "reason": reason}
+                if await self._park(f"step {node.id} failed: {reason}") == "retry":
+                    continue
+                self._results[node.id] = {"status": "skipped", "reason": "operator"}
+                return node.next
+            self._results[node.id] = {"values": values}
+            return node.next
+
+    async def _effect(self, node: SendNode | ActivityNode) -> str:
+        """Run a send or custom activity with its retry policy and ``on_error`` edge."""
+        while True:
+            try:
+                if isinstance(node, SendNode):
+                    result: SendResult = await workflow.execute_activity(
+                        SEND, self._send_input(node), result_type=SendResult,
+                        start_to_close_timeout=timedelta(seconds=node.timeout_s), retry_policy=_retry(node.retry),
+                    )  # fmt: skip
+                    self._results[node.id] = {"status": result.status, "reason": result.reason, "msgid": result.msgid}
+                else:
+                    value = await workflow.execute_activity(
+                        node.activity,
+                        ActivityCall(
+                            with_=node.with_,
+                            context=self._rule_context(),
+                            enrollment_id=self._enrollment_id(),
+                            journey_id=self._journey_id(),
+                            step_id=node.id,
+                            visit=self._visits[node.id],
+                        ),  # fmt: skip
+                        start_to_close_timeout=timedelta(seconds=node.timeout_s),
+                        retry_policy=_retry(node.retry),
+                    )
+                    self._results[node.id] = {"status": "completed", "result": value}
+                return node.next
+            except ActivityError as err:
+                reason = _failure_reason(err)
+                self._results[node.id] = {"status": "failed", "reason": reason}
+                if node.on_error != PARK:
+                    return node.on_error
+                if await self._park(f"step {node.id} failed: {reason}") == "retry":
+                    continue
+                self._results[node.id] = {"status": "skipped", "reason": "operator"}
+                return node.next
+
+    def _journey_id(self) -> str:
+        assert self._inp is not None
+        return self._inp.plan.journey_id
+
+    def _send_input(self, node: SendNode) -> SendInput:
+        assert self._inp is not None
+        inp = self._inp
+        ctx = self._rule_context()
+        return SendInput(
+            enrollment_id=self._enrollment_id(), journey_id=inp.plan.journey_id, version=inp.version,
+            step_id=node.id, visit=self._visits[node.id], customer_id=inp.customer_id, channel=node.channel,
+            message=node.message, trigger=inp.trigger, vars=ctx.vars, journey=ctx.journey, steps=ctx.steps,
+            now=ctx.now, category=inp.plan.category,
+        )  # fmt: skip
+
+    async def _park(self, why: str) -> str:
+        """Wait for an operator; returns ``retry`` or ``skip``. Events still count meanwhile."""
+        self._status = "needs_attention"
+        self._attention = why
+        await self._record(status="needs_attention", exit_reason=None)
+        while self._operator_action is None:
+            await self._drain()
+            await workflow.wait_condition(
+                lambda: self._operator_action is not None or self._operator_exit is not None or bool(self._inbox)
+            )
+        self._check_stop()
+        action, self._operator_action = self._operator_action, None
+        self._status = "running"
+        self._attention = None
+        await self._record(status="running", exit_reason=None)
+        return action
 
     async def _record(self, *, status: str, exit_reason: str | None = None) -> None:
         assert self._inp is not None
         await workflow.execute_local_activity(
             FINISH,
             FinishInput(
-                enrollment_id=self._enrollment_id(),
-                workflow_id=workflow.info().workflow_id,
-                customer_id=self._inp.customer_id,
-                status=status,
-                exit_reason=exit_reason if status != "exited" else self._exit_reason,
-                at=self._now().isoformat(),
+                enrollment_id=self._enrollment_id(), workflow_id=workflow.info().workflow_id,
+                customer_id=self._inp.customer_id, status=status,
+                exit_reason=exit_reason if status != "exited" else self._exit_reason, at=self._now().isoformat(),
             ),
             start_to_close_timeout=_LOCAL,
-        )
+        )  # fmt: skip
+
+
+def _retry(plan: RetryPlan) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=plan.initial_s),
+        backoff_coefficient=plan.backoff,
+        maximum_interval=timedelta(seconds=plan.max_interval_s),
+        maximum_attempts=plan.max_attempts,
+    )
 
 
 def _failure_reason(err: ActivityError) -> str:

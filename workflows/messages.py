@@ -57,6 +57,8 @@ class EnrollmentInput:
     trigger: EventData
     key: str | None = None
     clock_offset_s: float = 0.0
+    resume: ResumeState | None = None
+    max_visits_per_run: int = 2000
 
 
 @dataclass
@@ -71,6 +73,11 @@ class AdmitInput:
     key: str | None
     trigger_event_id: str
     entered_at: str
+    audience: str | None = None
+    reentry: str = "after_exit"
+    cooldown_s: float | None = None
+    trigger: EventData | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -164,3 +171,99 @@ class EnrollmentState:
     attention_reason: str | None = None
     converted: bool = False
     arm: str | None = None
+
+
+#: Activity names added with the full language.
+BRANCH = "journeys.branch"
+NEXT_TIME = "journeys.next_time"
+TAG = "journeys.tag"
+UPDATE = "journeys.update"
+
+
+@dataclass
+class RuleContext:
+    """What rules evaluated for an enrollment can see (the profile is read fresh)."""
+
+    customer_id: str
+    trigger: EventData
+    vars: dict[str, Any]
+    journey: dict[str, Any]
+    steps: dict[str, Any]
+    now: str
+
+
+@dataclass
+class BranchInput:
+    """Evaluate branch cases in order; the first that holds wins."""
+
+    rules: list[str]
+    context: RuleContext
+
+
+@dataclass
+class BranchResult:
+    """Index of the case taken (-1: else) and rules that failed to evaluate."""
+
+    index: int
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NextTimeInput:
+    """Find the next local time of day strictly after ``now`` in the customer's zone."""
+
+    customer_id: str
+    time: str
+    days: list[str] | None
+    default_timezone: str
+    now: str
+
+
+@dataclass
+class TagInput:
+    """Add and remove tags on the customer's profile."""
+
+    customer_id: str
+    add: list[str]
+    remove: list[str]
+    idempotency_key: str = ""
+
+
+@dataclass
+class UpdateInput:
+    """Set attributes from rules evaluated on the fresh profile."""
+
+    updates: dict[str, str]
+    context: RuleContext
+
+
+@dataclass
+class ActivityCall:
+    """Input of every registered journey activity: raw ``with`` plus the enrollment context."""
+
+    with_: dict[str, Any]
+    context: RuleContext
+    enrollment_id: str
+    journey_id: str
+    step_id: str
+    visit: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable per (enrollment, step, visit): retries of one call share it."""
+        return f"{self.enrollment_id}:{self.step_id}:{self.visit}"
+
+
+@dataclass
+class ResumeState:
+    """Interpreter state carried across continue-as-new."""
+
+    node: str
+    path: list[str]
+    steps: dict[str, Any]
+    visits: dict[str, int]
+    entered_at: str
+    converted: bool
+    arms: dict[str, str]
+    seen: list[str]
+    pending: list[EventData] = field(default_factory=list)
