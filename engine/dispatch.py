@@ -201,7 +201,9 @@ class Dispatcher:
         this event (journey-dsl §6a.9).
         """
         customer = self._store.ensure_customer(event.customer_id)
-        now = self.now()
+        # Triggers are judged at the moment the event happened: count_events("x", "1h")
+        # is the hour ending with this event, whenever it is routed.
+        now = datetime.fromisoformat(event.timestamp)
         counter = event_counter(self._store, event.customer_id, now)
         out: list[tuple[int, JourneyPlan, str | None]] = []
         for version, plan in candidates:

@@ -136,7 +136,7 @@ async def _run(
         if target > now:
             await env.sleep(target - now)
 
-    async with build_worker(rt):
+    async with build_worker(rt, clock_offset_s=offset_s):
         # Stable sort: events at the same offset keep their file order.
         for i, ev in sorted(enumerate(scenario.events), key=lambda pair: pair[1].at):
             at = start + ev.at

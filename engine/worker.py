@@ -18,11 +18,19 @@ from engine.runtime import Runtime
 from workflows.journey import JourneyWorkflow
 
 
-def activities_for(rt: Runtime) -> list[Callable[..., Any]]:
-    """The bound activity methods a worker registers: built-ins plus registered journey activities."""
+def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable[..., Any]]:
+    """The bound activity methods a worker registers: built-ins plus registered journey activities.
+
+    Args:
+        rt: The process runtime.
+        clock_offset_s: Simulation only: enrollments started by events that activities
+            emit run on the same simulated clock.
+    """
     enrollment = EnrollmentActivities(rt.store, rt.redis)
     steps = StepActivities(rt.store)
-    dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
+    dispatcher = Dispatcher(
+        rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue, clock_offset_s=clock_offset_s
+    )
     return [
         enrollment.admit,
         enrollment.finish,
@@ -36,17 +44,18 @@ def activities_for(rt: Runtime) -> list[Callable[..., Any]]:
     ]
 
 
-def build_worker(rt: Runtime, *, task_queue: str | None = None,
+def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: float = 0.0,
                  overrides: dict[str, Callable[..., Any]] | None = None) -> Worker:  # fmt: skip
     """A worker for the journey task queue.
 
     Args:
         rt: The process runtime.
         task_queue: Defaults to the settings' queue.
+        clock_offset_s: Simulation only (see ``activities_for``).
         overrides: Activities to register instead of the built-ins of the same name
             (tests use stand-ins this way).
     """
-    acts = activities_for(rt)
+    acts = activities_for(rt, clock_offset_s=clock_offset_s)
     if overrides:
         names = {getattr(fn, "__temporal_activity_definition").name: fn for fn in acts}
         names.update(overrides)

@@ -31,7 +31,22 @@ class _StrictUndefined(jinja2.StrictUndefined):
     __str__ = _fail_with_undefined_error  # type: ignore[assignment]
 
 
-_ENV = SandboxedEnvironment(undefined=_StrictUndefined, autoescape=False, keep_trailing_newline=True)
+class _JourneyEnvironment(SandboxedEnvironment):
+    """Sandbox where ``a.b`` on a mapping means its key ``b``.
+
+    Jinja tries Python attributes first, so ``trigger.items`` (a cart's items) would
+    give the dict method instead of the data. Journey data is plain mappings: keys win.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
+_ENV = _JourneyEnvironment(undefined=_StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def _none_is_missing(value: Any) -> Any:
