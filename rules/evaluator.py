@@ -22,11 +22,20 @@ from rules.context import RULE_NAMES, freeze, suggest
 from rules.errors import RuleEvaluationError, RuleSyntaxError, UnknownSymbolError
 from rules.functions import FUNCTION_NAMES, bind_functions
 
+
+def _safe_mod(left: Any, right: Any) -> Any:
+    # '%' on a string is printf-style formatting: '%999999999s' % 1 allocates a gigabyte.
+    if isinstance(left, str | bytes):
+        raise FeatureNotAvailable("string formatting with '%' is not allowed in rules")
+    return left % right
+
+
 _OPERATORS = {
     op: fn
     for op, fn in simpleeval.DEFAULT_OPERATORS.items()
     if op not in {ast.Pow, ast.LShift, ast.RShift, ast.BitAnd, ast.BitOr, ast.BitXor, ast.Invert}
 }
+_OPERATORS[ast.Mod] = _safe_mod
 
 # Every AST node a rule may contain. Anything else (lambda, comprehension, f-string,
 # walrus, starred, slices with steps...) is refused at compile time.
@@ -88,6 +97,10 @@ class _RuleEval(EvalWithCompoundTypes):
             ast.FormattedValue,
         ):
             self.nodes.pop(node, None)
+
+    def _eval_list(self, node: ast.List) -> Any:
+        # Context lists are frozen into tuples; literals must compare equal to them.
+        return tuple(self._eval(x) for x in node.elts)
 
     def _eval_call(self, node: ast.Call) -> Any:
         if not isinstance(node.func, ast.Name):
@@ -172,6 +185,21 @@ class CompiledRule:
         return value
 
 
+#: Deepest expression tree a rule may have (evaluation recurses once per level).
+MAX_DEPTH = 64
+
+
+def _depth(tree: ast.AST) -> int:
+    """Depth of an AST, computed without recursion (hostile input may be very deep)."""
+    deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def _syntax_error(source: str, message: str) -> RuleSyntaxError:
     return RuleSyntaxError(f"invalid rule {source!r}: {message}", expression=source)
 
@@ -204,9 +232,13 @@ def compile_rule(source: str, *, names: Iterable[str] = RULE_NAMES) -> CompiledR
         raise _syntax_error(text, f"{exc.msg}{where}") from exc
     except (ValueError, Warning) as exc:
         raise _syntax_error(text, str(exc)) from exc
+    except (RecursionError, MemoryError) as exc:
+        raise _syntax_error(text[:40] + "...", "nested too deeply") from exc
     if len(module.body) != 1 or not isinstance(module.body[0], ast.Expr):
         raise _syntax_error(text, "a rule is exactly one expression (no assignments or statements)")
     tree = module.body[0]
+    if _depth(tree) > MAX_DEPTH:
+        raise _syntax_error(text[:40] + "...", f"nested more than {MAX_DEPTH} levels deep")
     allowed = frozenset(names)
     used: set[str] = set()
     call_targets = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}

@@ -30,8 +30,11 @@ async def run(tmp_path: Path, journeys: dict[str, str], scenario: str) -> dict:
 
 
 def enrollments(result: dict, customer: str | None = None, journey: str | None = None) -> list[dict]:
-    return [e for e in result["enrollments"]
-            if (customer is None or e["customer"] == customer) and (journey is None or e["journey"] == journey)]  # fmt: skip
+    return [
+        e
+        for e in result["enrollments"]
+        if (customer is None or e["customer"] == customer) and (journey is None or e["journey"] == journey)
+    ]
 
 
 def sends(result: dict, customer: str | None = None) -> list[tuple[str, int, str]]:
