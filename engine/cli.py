@@ -112,20 +112,52 @@ def api(
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Journey YAML files.")]) -> None:
     """Check journey files; print every problem with file, line and YAML path."""
-    from engine.compiler import compile_text
+    from engine.compiler import compile_journey
     from engine.loader import read_source
 
     failed = 0
     for path in files:
         try:
-            plan = compile_text(read_source(path), source=str(path))
+            compiled = compile_journey(read_source(path), source=str(path))
         except SpecError as exc:
             failed += 1
             _err(str(exc))
             continue
+        plan = compiled.plan
+        for warning in compiled.warnings:
+            _err("warning: " + warning.format(str(path)))
         typer.echo(f"{path}: ok ({plan.journey_id}, {len(plan.nodes)} steps, plan {plan.plan_hash[:12]})")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def graph(file: Annotated[Path, typer.Argument(help="Journey YAML file.")]) -> None:
+    """Print the journey as a Mermaid flowchart (paste into any Mermaid viewer)."""
+    from engine.compiler import compile_text
+    from engine.graph import to_mermaid
+    from engine.loader import read_source
+
+    try:
+        plan = compile_text(read_source(file), source=str(file))
+    except SpecError as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from exc
+    typer.echo(to_mermaid(plan), nl=False)
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
+) -> None:
+    """Print the journey JSON Schema (for editor autocomplete and validation)."""
+    from engine.schema import render_schema
+
+    text = render_schema()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
 
 
 @app.command()

@@ -68,7 +68,7 @@ def parse_journey(text: str, *, source: str) -> tuple[spec_models.JourneySpec, L
     """
     data, index = load_yaml(text, source=source)
     if not isinstance(data, dict):
-        raise SpecError(source, [Problem("", 1, "a journey file is a mapping (journey:, trigger:, steps: ...)")])
+        raise SpecError(source, [index.problem((), "a journey file is a mapping (journey:, trigger:, steps: ...)")])
     try:
         return spec_models.JourneySpec.model_validate(data), index
     except ValidationError as exc:

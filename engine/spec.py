@@ -18,6 +18,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -26,7 +27,18 @@ from engine.durations import parse_duration
 JOURNEY_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 STEP_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$"
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?$",
+            "description": "A duration with units: 30s, 15m, 1h30m, 2d, 1w",
+            "examples": ["30s", "15m", "1h", "1d"],
+        }
+    ),
+]
 #: Marker prefix of discriminator tags; the loader strips these from error paths.
 TAG_PREFIX = "§"
 
@@ -62,7 +74,15 @@ class CooldownSpec(_Model):
     cooldown: Duration
 
 
-Reentry = Literal["once", "after_exit"] | CooldownSpec
+def _reentry_kind(value: Any) -> str:
+    return f"{TAG_PREFIX}cooldown" if isinstance(value, dict | CooldownSpec) else f"{TAG_PREFIX}mode"
+
+
+Reentry = Annotated[
+    Annotated[Literal["once", "after_exit"], Tag(f"{TAG_PREFIX}mode")]
+    | Annotated[CooldownSpec, Tag(f"{TAG_PREFIX}cooldown")],
+    Discriminator(_reentry_kind),
+]
 
 
 class GoalSpec(_Model):

@@ -104,7 +104,10 @@ def load_yaml(text: str, *, source: str) -> tuple[Any, LineIndex]:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
+        context = str(exc.context or "")
+        if exc.context_mark is not None and exc.problem_mark is not None and exc.context_mark.line != mark.line:
+            context += f" (started at line {exc.context_mark.line + 1})"
+        message = " ".join(p for p in (context, str(exc.problem or "")) if p) or str(exc)
         raise SpecError(source, [Problem("", line, f"invalid YAML: {message}")]) from exc
     except YAMLError as exc:
         raise SpecError(source, [Problem("", None, f"invalid YAML: {exc}")]) from exc
@@ -113,5 +116,6 @@ def load_yaml(text: str, *, source: str) -> tuple[Any, LineIndex]:
         raise SpecError(source, [Problem("", 1, f"expected exactly one YAML document, found {found}")])
     index = LineIndex()
     root = docs[0]
-    index.lines[()] = 1
+    # Comments before the document do not count: point at its first real line.
+    index.lines[()] = root.lc.line + 1 if isinstance(root, CommentedMap | CommentedSeq) else 1
     return _plain(root, (), index), index

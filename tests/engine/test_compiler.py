@@ -170,3 +170,25 @@ def test_validate_cli(tmp_path: Path) -> None:
     assert f"{bad}:4: steps[0].wait: 'soon' is not a duration" in failed.stderr
     missing = run_validate(tmp_path / "nope.yaml")
     assert missing.returncode == 1 and "cannot read file" in missing.stderr
+
+
+INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
+
+
+def test_there_are_at_least_forty_invalid_fixtures() -> None:
+    assert len(INVALID) >= 40
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_invalid_fixture_reports_its_expected_path_and_line(path: Path) -> None:
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("# expect: "), f"{path.name} needs an '# expect: LINE PATH | FRAGMENT' header"
+    where, fragment = header.removeprefix("# expect: ").split(" | ", 1)
+    line_text, yaml_path = where.split(" ", 1)
+    expected_path = "" if yaml_path == "<document>" else yaml_path
+    with pytest.raises(SpecError) as info:
+        compile_text(path.read_text(), source=path.name)
+    found = [(p.line, p.path, p.message) for p in info.value.problems]
+    assert any(line == int(line_text) and p == expected_path and fragment.strip() in m for line, p, m in found), (
+        f"expected line {line_text} {yaml_path!r} containing {fragment!r}; got {found}"
+    )
