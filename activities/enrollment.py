@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 from temporalio import activity
 
 from engine import routing
+from engine.emitter import EngineEvents
 from engine.history import event_counter
 from engine.models import EnrollmentRow
 from engine.store import Store
 from rules import RuleError
 from rules import cache as rule_cache
-from workflows.messages import ADMIT, FINISH, AdmitInput, AdmitResult, FinishInput
+from workflows.messages import ADMIT, CONVERTED, FINISH, AdmitInput, AdmitResult, ConvertedInput, FinishInput
 
 
 class EnrollmentActivities:
@@ -23,11 +25,13 @@ class EnrollmentActivities:
     Args:
         store: SQL store.
         redis: Redis holding the active-enrollment index.
+        events: Emits ``journey.entered`` / ``exited`` / ``converted``.
     """
 
-    def __init__(self, store: Store, redis: Redis) -> None:
+    def __init__(self, store: Store, redis: Redis, events: EngineEvents) -> None:
         self._store = store
         self._redis = redis
+        self._events = events
 
     @activity.defn(name=ADMIT)
     async def admit(self, inp: AdmitInput) -> AdmitResult:
@@ -49,6 +53,11 @@ class EnrollmentActivities:
             # The same trigger event was routed twice (e.g. recovered after a crash).
             return AdmitResult(admitted=False, reason="duplicate_trigger")
         await routing.add_active(self._redis, inp.customer_id, inp.workflow_id)
+        await self._events.emit(
+            event_id=f"{inp.enrollment_id}:entered", customer_id=inp.customer_id, name="journey.entered",
+            at=row.entered_at,
+            properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id, key=inp.key),
+        )  # fmt: skip
         return AdmitResult(admitted=True)
 
     def _check(self, inp: AdmitInput) -> str | None:
@@ -84,7 +93,29 @@ class EnrollmentActivities:
         """Record the enrollment's state; drop it from the index once it exited."""
         await asyncio.to_thread(
             self._store.finish_enrollment, inp.enrollment_id, status=inp.status,
-            exit_reason=inp.exit_reason, at=datetime.fromisoformat(inp.at),
+            exit_reason=inp.exit_reason, at=datetime.fromisoformat(inp.at), path=inp.path, arm=inp.arm,
         )  # fmt: skip
         if inp.status == "exited":
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
+            await self._events.emit(
+                event_id=f"{inp.enrollment_id}:exited", customer_id=inp.customer_id, name="journey.exited",
+                at=datetime.fromisoformat(inp.at),
+                properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id,
+                                  exit_reason=inp.exit_reason),  # fmt: skip
+            )  # fmt: skip
+
+    @activity.defn(name=CONVERTED)
+    async def converted(self, inp: ConvertedInput) -> None:
+        """Record a goal conversion and emit ``journey.converted``."""
+        at = datetime.fromisoformat(inp.at)
+        await asyncio.to_thread(self._store.mark_converted, inp.enrollment_id, at=at)
+        await self._events.emit(
+            event_id=f"{inp.enrollment_id}:converted", customer_id=inp.customer_id, name="journey.converted",
+            at=at,
+            properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=activity.info().workflow_id,
+                              goal_event_id=inp.event_id),  # fmt: skip
+        )  # fmt: skip
+
+
+def _props(journey_id: str, version: int, enrollment_id: str, **extra: Any) -> dict[str, Any]:
+    return {"journey": journey_id, "version": version, "enrollment_id": enrollment_id, **extra}

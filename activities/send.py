@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.channels import DeliveryError, deliver, render
 from activities.wecom import WeComClient, WeComError
+from engine.emitter import EngineEvents
 from engine.models import MessageRow
 from engine.store import Store, utcnow
 from rules import RuleError
@@ -28,14 +29,45 @@ class SendActivities:
     Args:
         store: SQL store (profiles, message log).
         wecom: WeCom client.
+        events: Emits ``message.sent`` / ``message.failed``.
     """
 
-    def __init__(self, store: Store, wecom: WeComClient) -> None:
+    def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None) -> None:
         self._store = store
         self._wecom = wecom
+        self._events = events
 
     @activity.defn(name=SEND)
     async def send(self, inp: SendInput) -> SendResult:
+        """Deliver one message and emit ``message.sent`` or ``message.failed``.
+
+        Raises:
+            ApplicationError: Non-retryable for permanent failures (see ``deliver_once``).
+            WeComError: Retryable WeCom or transport failures, left to Temporal's retries.
+        """
+        try:
+            result = await self.deliver_once(inp)
+        except ApplicationError as exc:
+            await self._emit(inp, "message.failed", {"reason": exc.type, "error": exc.message})
+            raise
+        if result.status == "sent":
+            await self._emit(inp, "message.sent", {"msgid": result.msgid})
+        elif result.status == "failed":
+            await self._emit(inp, "message.failed", {"reason": result.reason})
+        return result
+
+    async def _emit(self, inp: SendInput, name: str, extra: dict[str, Any]) -> None:
+        if self._events is None:
+            return
+        await self._events.emit(
+            event_id=f"{idempotency_key(inp)}:{name}", customer_id=inp.customer_id, name=name,
+            at=datetime.fromisoformat(inp.now),
+            properties={"journey": inp.journey_id, "version": inp.version, "enrollment_id": inp.enrollment_id,
+                        "workflow_id": activity.info().workflow_id, "step": inp.step_id, "channel": inp.channel,
+                        **extra},
+        )  # fmt: skip
+
+    async def deliver_once(self, inp: SendInput) -> SendResult:
         """Render for the customer's fresh profile, deliver, and log the outcome.
 
         Raises:

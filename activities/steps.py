@@ -117,15 +117,18 @@ class StepActivities:
         return await asyncio.to_thread(self._update, inp)
 
     def _update(self, inp: UpdateInput) -> dict[str, Any]:
-        customer = self._store.ensure_customer(inp.context.customer_id)
-        ctx = rule_context(self._store, inp.context, customer=customer)
-        values: dict[str, Any] = {}
-        for attr, source in inp.updates.items():
-            try:
-                values[attr] = thaw(rule_cache.rule(source).evaluate(ctx))
-            except RuleError as exc:
-                raise ApplicationError(
-                    f"{attr}: {exc.message}", type="RuleEvaluationError", non_retryable=True
-                ) from exc
-        self._store.update_customer(inp.context.customer_id, lambda p: {**p, **values})
-        return values
+        def compute(customer: dict[str, Any]) -> dict[str, Any]:
+            ctx = rule_context(self._store, inp.context, customer=customer)
+            values: dict[str, Any] = {}
+            for attr, source in inp.updates.items():
+                try:
+                    values[attr] = thaw(rule_cache.rule(source).evaluate(ctx))
+                except RuleError as exc:
+                    raise ApplicationError(
+                        f"{attr}: {exc.message}", type="RuleEvaluationError", non_retryable=True
+                    ) from exc
+            return values
+
+        # Local activities run at least once: apply each step visit's changes once.
+        key = inp.idempotency_key or f"update:{inp.context.customer_id}:{inp.context.now}"
+        return self._store.apply_once(key, inp.context.customer_id, compute)

@@ -32,6 +32,15 @@ from workflows.messages import EnrollmentInput, EventData
 log = logging.getLogger("journeys.dispatch")
 
 
+#: Names of the events the engine itself emits (journey-dsl §6).
+ENGINE_EVENTS = frozenset({"journey.entered", "journey.exited", "journey.converted", "message.sent", "message.failed"})
+
+
+def is_engine_event(name: str) -> bool:
+    """True for the events the engine emits about its own enrollments and messages."""
+    return name in ENGINE_EVENTS
+
+
 @dataclass
 class IncomingEvent:
     """An event as a caller submits it."""
@@ -158,8 +167,11 @@ class Dispatcher:
         )
         enrolled = await self._enroll(event)
         signalled = []
+        # An engine event is not signalled back to the enrollment that emitted it: it
+        # knows, and a signal racing its running workflow task would force a retry.
+        source_workflow = event.properties.get("workflow_id") if is_engine_event(row.name) else None
         for wid in await routing.active_workflows(self._redis, row.customer_id):
-            if wid in enrolled:
+            if wid in enrolled or wid == source_workflow:
                 continue  # signal-with-start already delivered the event there
             if await signal_event(self._client, wid, event):
                 signalled.append(wid)
@@ -168,7 +180,12 @@ class Dispatcher:
         return enrolled, signalled
 
     async def _enroll(self, event: EventData) -> list[str]:
-        candidates = [(v, p) for v, p in await self.plans.plans() if p.trigger.matches_name(event.name)]
+        # An engine event (journey.*, message.*) never re-triggers the journey it came from,
+        # or a journey triggered by its own message.sent would loop forever.
+        source = event.properties.get("journey") if is_engine_event(event.name) else None
+        candidates = [
+            (v, p) for v, p in await self.plans.plans() if p.trigger.matches_name(event.name) and p.journey_id != source
+        ]
         if not candidates:
             return []
         admitted = await asyncio.to_thread(self._evaluate_triggers, event, candidates)

@@ -90,6 +90,24 @@ class EnrollmentRow(SQLModel, table=True):
     exit_reason: str | None = None
     entered_at: datetime
     exited_at: datetime | None = None
+    converted_at: datetime | None = None
+    arm: str | None = None
+    path: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class EffectRow(SQLModel, table=True):
+    """The recorded result of a side effect, keyed by (enrollment, step, visit).
+
+    Local activities run at least once (a workflow task that loses a race with a new
+    signal is retried, re-running them), so non-idempotent effects such as
+    ``update: {score: customer.score + 20}`` apply once and replay their result.
+    """
+
+    __tablename__ = "effects"
+
+    key: str = Field(primary_key=True)
+    result: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime
 
 
 class MessageRow(SQLModel, table=True):

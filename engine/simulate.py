@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from engine.compiler import compile_text
@@ -162,6 +163,17 @@ def _offset(at: datetime, start: datetime) -> int:
     return int((at - start).total_seconds() + 1e-6)
 
 
+async def _query_with_retry(rt: Runtime, workflow_id: str, run_id: str) -> Any:
+    for attempt in range(5):
+        try:
+            return await query_status(rt.temporal, workflow_id, run_id=run_id)
+        except RPCError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 async def _report(rt: Runtime, start: datetime) -> dict[str, Any]:
     tz = start.tzinfo
     sends = []
@@ -189,17 +201,15 @@ async def _report(rt: Runtime, start: datetime) -> dict[str, Any]:
     enrollments = []
     rows = await asyncio.to_thread(rt.store.list_enrollments, limit=100_000)
     for row in sorted(rows, key=lambda r: (r.entered_at, r.journey_id, r.customer_id)):
-        live = await query_status(rt.temporal, row.workflow_id, run_id=row.enrollment_id)
-        enrollments.append(
-            {
-                "customer": row.customer_id,
-                "journey": row.journey_id,
-                "key": row.key,
-                "status": live.status,
-                "exit_reason": live.exit_reason if live.status == "exited" else None,
-                "converted": live.converted,
-                "arm": live.arm,
-                "path": live.path,
-            }
-        )
+        if row.status == "exited" and row.path is not None:
+            # Ended enrollments recorded their outcome: no need to replay them for a query.
+            outcome = ("exited", row.exit_reason, row.converted_at is not None, row.arm, list(row.path))
+        else:
+            live = await _query_with_retry(rt, row.workflow_id, row.enrollment_id)
+            outcome = (live.status, None, live.converted, live.arm, list(live.path))
+        status, exit_reason, converted, arm, path = outcome
+        enrollments.append({
+            "customer": row.customer_id, "journey": row.journey_id, "key": row.key, "status": status,
+            "exit_reason": exit_reason, "converted": converted, "arm": arm, "path": path,
+        })  # fmt: skip
     return {"sends": sends, "enrollments": enrollments}

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from engine.errors import JourneyStateError, NotFoundError
 from engine.models import (
     CustomerRow,
+    EffectRow,
     EnrollmentRow,
     EventRow,
     JourneyRow,
@@ -281,6 +282,33 @@ class Store:
             s.commit()
             return int(result.rowcount or 0)
 
+    def apply_once(self, key: str, customer_id: str, compute: Any) -> dict[str, Any]:
+        """Run ``compute(profile) -> changes`` and merge the changes into the profile, once per ``key``.
+
+        A repeated call with the same key returns the first call's changes and touches
+        nothing. The profile read, the write and the record commit together.
+        """
+        now = utcnow()
+        with self._session() as s:
+            done = s.get(EffectRow, key)
+            if done is not None:
+                return dict(done.result)
+            row = s.get(CustomerRow, customer_id, with_for_update=True)
+            if row is None:
+                row = CustomerRow(id=customer_id, profile={"id": customer_id}, created_at=now, updated_at=now)
+            changes = compute(dict(row.profile))
+            row.profile = {**row.profile, **changes, "id": customer_id}
+            row.updated_at = now
+            s.add(row)
+            s.add(EffectRow(key=key, result=changes, created_at=now))
+            try:
+                s.commit()
+            except IntegrityError:  # a concurrent attempt with the same key won
+                s.rollback()
+                done = s.get(EffectRow, key)
+                return dict(done.result) if done else changes
+            return changes
+
     def update_customer(self, customer_id: str, change: Any) -> dict[str, Any]:
         """Apply ``change(profile) -> profile`` atomically (creating the profile if needed)."""
         now = utcnow()
@@ -324,8 +352,9 @@ class Store:
                 s.rollback()
                 return False
 
-    def finish_enrollment(self, enrollment_id: str, *, status: str, exit_reason: str | None, at: datetime) -> None:
-        """Record how an enrollment ended (or that it needs attention)."""
+    def finish_enrollment(self, enrollment_id: str, *, status: str, exit_reason: str | None, at: datetime,
+                          path: list[str] | None = None, arm: str | None = None) -> None:  # fmt: skip
+        """Record how an enrollment ended (or that it needs attention), with its path and arm."""
         with self._session() as s:
             row = s.get(EnrollmentRow, enrollment_id)
             if row is None:
@@ -333,8 +362,21 @@ class Store:
             row.status = status
             row.exit_reason = exit_reason
             row.exited_at = at if status == "exited" else None
+            if path is not None:
+                row.path = list(path)
+            if arm is not None:
+                row.arm = arm
             s.add(row)
             s.commit()
+
+    def mark_converted(self, enrollment_id: str, *, at: datetime) -> None:
+        """Record an enrollment's goal conversion (first one wins)."""
+        with self._session() as s:
+            row = s.get(EnrollmentRow, enrollment_id)
+            if row is not None and row.converted_at is None:
+                row.converted_at = at
+                s.add(row)
+                s.commit()
 
     def get_enrollment(self, enrollment_id: str) -> EnrollmentRow:
         """One enrollment.

@@ -13,6 +13,7 @@ from activities.matching import MatchActivities
 from activities.send import SendActivities
 from activities.steps import StepActivities
 from engine.dispatch import Dispatcher
+from engine.emitter import EngineEvents
 from engine.registry import load_builtin_activities
 from engine.runtime import Runtime
 from workflows.journey import JourneyWorkflow
@@ -26,16 +27,18 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
         clock_offset_s: Simulation only: enrollments started by events that activities
             emit run on the same simulated clock.
     """
-    enrollment = EnrollmentActivities(rt.store, rt.redis)
-    steps = StepActivities(rt.store)
     dispatcher = Dispatcher(
         rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue, clock_offset_s=clock_offset_s
     )
+    events = EngineEvents(dispatcher)
+    enrollment = EnrollmentActivities(rt.store, rt.redis, events)
+    steps = StepActivities(rt.store)
     return [
         enrollment.admit,
         enrollment.finish,
+        enrollment.converted,
         MatchActivities(rt.store).match,
-        SendActivities(rt.store, rt.wecom).send,
+        SendActivities(rt.store, rt.wecom, events).send,
         steps.branch,
         steps.next_time,
         steps.tag,

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import (
         ADMIT,
         BRANCH,
+        CONVERTED,
         EVENT_SIGNAL,
         FINISH,
         MATCH,
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         AdmitResult,
         BranchInput,
         BranchResult,
+        ConvertedInput,
         EnrollmentInput,
         EnrollmentState,
         EventData,
@@ -393,6 +395,19 @@ class JourneyWorkflow:
             if await self._matches(goal.event, goal.when, ev):
                 self._converted = True
                 self._results["$goal"] = {"event": ev.as_context(), "at": self._now().isoformat()}
+                if workflow.patched("journey-converted-event"):
+                    await workflow.execute_local_activity(
+                        CONVERTED,
+                        ConvertedInput(
+                            enrollment_id=self._enrollment_id(),
+                            journey_id=plan.journey_id,
+                            version=self._inp.version,
+                            customer_id=self._inp.customer_id,
+                            event_id=ev.event_id,
+                            at=self._now().isoformat(),
+                        ),  # fmt: skip
+                        start_to_close_timeout=_LOCAL,
+                    )
                 if goal.exit:
                     self._exit_reason = "goal"
                     raise _End()
@@ -522,7 +537,11 @@ class JourneyWorkflow:
             try:
                 values: dict[str, Any] = await workflow.execute_local_activity(
                     UPDATE,
-                    UpdateInput(updates=dict(node.updates), context=self._rule_context()),
+                    UpdateInput(
+                        updates=dict(node.updates),
+                        context=self._rule_context(),
+                        idempotency_key=f"{self._enrollment_id()}:{node.id}:{self._visits[node.id]}",
+                    ),  # fmt: skip
                     result_type=dict[str, Any],
                     start_to_close_timeout=_LOCAL,
                     retry_policy=RetryPolicy(maximum_attempts=5),
@@ -613,6 +632,8 @@ class JourneyWorkflow:
                 enrollment_id=self._enrollment_id(), workflow_id=workflow.info().workflow_id,
                 customer_id=self._inp.customer_id, status=status,
                 exit_reason=exit_reason if status != "exited" else self._exit_reason, at=self._now().isoformat(),
+                journey_id=self._inp.plan.journey_id, version=self._inp.version,
+                path=list(self._path), arm=next(iter(self._arms.values()), None),
             ),
             start_to_close_timeout=_LOCAL,
         )  # fmt: skip

@@ -142,6 +142,22 @@ class FinishInput:
     status: str
     exit_reason: str | None
     at: str
+    journey_id: str = ""
+    version: int = 0
+    path: list[str] | None = None
+    arm: str | None = None
+
+
+@dataclass
+class ConvertedInput:
+    """A goal conversion of an enrollment."""
+
+    enrollment_id: str
+    journey_id: str
+    version: int
+    customer_id: str
+    event_id: str
+    at: str
 
 
 @dataclass
@@ -172,6 +188,9 @@ class EnrollmentState:
     converted: bool = False
     arm: str | None = None
 
+
+#: Records a goal conversion and emits ``journey.converted``.
+CONVERTED = "journeys.converted"
 
 #: Activity names added with the full language.
 BRANCH = "journeys.branch"
@@ -235,6 +254,7 @@ class UpdateInput:
 
     updates: dict[str, str]
     context: RuleContext
+    idempotency_key: str = ""
 
 
 @dataclass

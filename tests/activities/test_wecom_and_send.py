@@ -198,3 +198,36 @@ async def test_retryable_failure_leaves_the_attempt_open_then_sends_once(env: En
     env.fake.config.fail_rate = 0.0
     assert (await acts.send(send_input())).status == "sent"
     assert len(env.fake.listing()) == 1
+
+
+async def test_update_step_applies_once_per_visit_even_when_rerun(env: Env) -> None:
+    from activities.steps import StepActivities
+    from workflows.messages import RuleContext, UpdateInput
+
+    env.store.put_customer("c1", {"score": 10})
+    ctx = RuleContext(customer_id="c1", trigger=send_input().trigger, vars={}, journey={}, steps={},
+                      now="2026-11-23T02:00:00+00:00")  # fmt: skip
+    step = StepActivities(env.store)
+    inp = UpdateInput(updates={"score": "customer.score + 20"}, context=ctx, idempotency_key="enr-1:bump:1")
+    assert await step.update(inp) == {"score": 30}
+    assert await step.update(inp) == {"score": 30}, "a re-run returns the first result"
+    assert env.store.get_customer("c1")["score"] == 30
+    second_visit = UpdateInput(updates={"score": "customer.score + 20"}, context=ctx, idempotency_key="enr-1:bump:2")
+    assert await step.update(second_visit) == {"score": 50}
+
+
+def test_new_nullable_columns_are_added_to_existing_tables(tmp_path: Path) -> None:
+    import sqlite3
+
+    from engine.db import add_missing_columns
+
+    path = tmp_path / "old.db"
+    engine = make_engine(f"sqlite:///{path}")
+    engine.dispose()
+    with sqlite3.connect(path) as conn:  # an older schema, before converted_at existed
+        conn.execute("ALTER TABLE enrollments DROP COLUMN converted_at")
+    engine = make_engine(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(enrollments)")}
+    assert "converted_at" in columns
+    assert add_missing_columns(engine) == []

@@ -64,7 +64,8 @@ def start_up(data_dir: Path, ports: dict[str, int], journeys_dir: Path | None = 
     if journeys_dir:
         args += ["--journeys", str(journeys_dir)]
     started = time.monotonic()
-    proc = subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True, env=env)  # noqa: SIM115
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
     api = f"http://127.0.0.1:{ports['api']}"
     deadline = started + 60
     while time.monotonic() < deadline:

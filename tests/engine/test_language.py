@@ -501,3 +501,50 @@ async def test_activity_input_is_checked_at_compile_time(tmp_path: Path, bad_inp
         )
     assert info.value.problems[0].path.startswith("steps[0].with.")
     assert info.value.problems[0].line == 5
+
+
+async def test_engine_events_chain_journeys(tmp_path: Path) -> None:
+    result = await run(
+        tmp_path,
+        {
+            "first": """
+        journey: first
+        trigger: {event: signup}
+        goal: {event: order.paid}
+        steps:
+          - id: hello
+            send: {channel: wecom.app, to: ops, text: hello}
+          - wait: 1h
+        """,
+            "after-first": """
+        journey: after-first
+        trigger: {event: journey.exited, when: event.journey == "first" and event.exit_reason == "completed"}
+        steps:
+          - send: {channel: wecom.app, to: ops, text: "first done"}
+        """,
+            "on-sent": """
+        journey: on-sent
+        trigger: {event: message.sent, when: event.step == "hello"}
+        steps:
+          - send: {channel: wecom.app, to: ops, text: "saw hello"}
+        """,
+            "converted": """
+        journey: converted
+        trigger: {event: journey.converted}
+        steps:
+          - send: {channel: wecom.app, to: ops, text: "converted {{ trigger.journey }}"}
+        """,
+        },
+        """
+        events:
+          - {at: 0m, customer: a, name: signup}
+          - {at: 0m, customer: b, name: signup}
+          - {at: 30m, customer: b, name: order.paid}
+        until: 2h
+        """,
+    )
+    texts = sorted((s["customer"], s["text"]) for s in result["sends"])
+    assert texts == [
+        ("a", "first done"), ("a", "hello"), ("a", "saw hello"),
+        ("b", "converted first"), ("b", "hello"), ("b", "saw hello"),
+    ]  # fmt: skip
