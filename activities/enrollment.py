@@ -52,7 +52,9 @@ class EnrollmentActivities:
         if not await asyncio.to_thread(self._store.admit, row):
             # The same trigger event was routed twice (e.g. recovered after a crash).
             return AdmitResult(admitted=False, reason="duplicate_trigger")
-        await routing.add_active(self._redis, inp.customer_id, inp.workflow_id)
+        await routing.add_active(
+            self._redis, inp.customer_id, inp.workflow_id, inp.listens if inp.listens is not None else ["*"]
+        )
         await self._events.emit(
             event_id=f"{inp.enrollment_id}:entered", customer_id=inp.customer_id, name="journey.entered",
             at=row.entered_at,

@@ -170,7 +170,7 @@ class Dispatcher:
         # An engine event is not signalled back to the enrollment that emitted it: it
         # knows, and a signal racing its running workflow task would force a retry.
         source_workflow = event.properties.get("workflow_id") if is_engine_event(row.name) else None
-        for wid in await routing.active_workflows(self._redis, row.customer_id):
+        for wid in await routing.listening_workflows(self._redis, row.customer_id, row.name):
             if wid in enrolled or wid == source_workflow:
                 continue  # signal-with-start already delivered the event there
             if await signal_event(self._client, wid, event):
@@ -193,7 +193,7 @@ class Dispatcher:
         for version, plan, key in admitted:
             wid = routing.enrollment_workflow_id(plan.journey_id, event.customer_id, key)
             # Index first, so an event arriving while the start is in flight still finds it.
-            await routing.add_active(self._redis, event.customer_id, wid)
+            await routing.add_active(self._redis, event.customer_id, wid, plan.listens())
             await start_enrollment(
                 self._client,
                 task_queue=self._task_queue,

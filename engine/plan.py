@@ -267,6 +267,14 @@ class JourneyPlan(_Frozen):
     plan_hash: str = ""
     _by_id: dict[str, Any] = PrivateAttr(default_factory=dict)
 
+    def listens(self) -> list[str]:
+        """Event patterns an enrollment of this plan can react to once it runs."""
+        patterns = {m.event for m in self.exit_when}
+        if self.goal is not None:
+            patterns.add(self.goal.event)
+        patterns.update(n.event for n in self.nodes if isinstance(n, WaitForNode))
+        return sorted(patterns)
+
     def model_post_init(self, context: Any, /) -> None:
         """Index nodes by id once; the interpreter looks them up on every step."""
         self._by_id = {n.id: n for n in self.nodes}

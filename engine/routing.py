@@ -1,12 +1,18 @@
-"""Workflow ids and the Redis index of each customer's active enrollments.
+"""Workflow ids and the Redis index of who listens for which events.
 
-Events reach running enrollments by signal, never by polling: the index tells the
-dispatcher which workflows to signal for a customer.
+Events reach running enrollments by signal, never by polling. Each customer has a Redis
+hash of their running enrollments, each with the event patterns its plan waits on
+(``goal``, ``exit_when``, ``wait_for``); an event is signalled only to enrollments that
+listen for it, so a customer in many journeys does not wake all of them on every event.
 """
 
 from __future__ import annotations
 
+import json
+
 from redis.asyncio import Redis
+
+from engine.plan import event_name_matches
 
 
 def _part(value: str) -> str:
@@ -20,25 +26,35 @@ def enrollment_workflow_id(journey_id: str, customer_id: str, key: str | None = 
     return f"{wid}/{_part(key)}" if key is not None else wid
 
 
-def active_key(customer_id: str) -> str:
-    """Redis set of the workflow ids of a customer's running enrollments."""
-    return f"journeys:active:{customer_id}"
+def listeners_key(customer_id: str) -> str:
+    """Redis hash: workflow id of a running enrollment -> JSON list of event patterns."""
+    return f"journeys:listen:{customer_id}"
 
 
-async def add_active(redis: Redis, customer_id: str, workflow_id: str) -> None:
-    """Index a running enrollment."""
-    await redis.sadd(active_key(customer_id), workflow_id)  # type: ignore[misc]
+async def add_active(redis: Redis, customer_id: str, workflow_id: str, listens: list[str]) -> None:
+    """Index a running enrollment with the events it waits on (nothing to index if none)."""
+    if listens:
+        await redis.hset(listeners_key(customer_id), workflow_id, json.dumps(sorted(set(listens))))  # type: ignore[misc]
 
 
 async def remove_active(redis: Redis, customer_id: str, workflow_id: str) -> None:
     """Drop an enrollment from the index (it ended, or no longer exists)."""
-    await redis.srem(active_key(customer_id), workflow_id)  # type: ignore[misc]
+    await redis.hdel(listeners_key(customer_id), workflow_id)  # type: ignore[misc]
 
 
-async def active_workflows(redis: Redis, customer_id: str) -> list[str]:
-    """Workflow ids of a customer's running enrollments, sorted."""
-    members = await redis.smembers(active_key(customer_id))  # type: ignore[misc]
-    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+async def listening_workflows(redis: Redis, customer_id: str, event_name: str) -> list[str]:
+    """Workflow ids of the customer's running enrollments that wait on ``event_name``, sorted."""
+    entries = await redis.hgetall(listeners_key(customer_id))  # type: ignore[misc]
+    out = []
+    for raw_wid, raw_patterns in entries.items():
+        wid = raw_wid.decode() if isinstance(raw_wid, bytes) else str(raw_wid)
+        try:
+            patterns = json.loads(raw_patterns)
+        except ValueError:
+            patterns = ["*"]
+        if any(event_name_matches(p, event_name) for p in patterns):
+            out.append(wid)
+    return sorted(out)
 
 
 PLANS_EPOCH_KEY = "journeys:plans:epoch"

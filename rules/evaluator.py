@@ -10,6 +10,7 @@ f-strings, no powers or shifts, read-only data, and every failure a ``RuleEvalua
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -189,6 +190,30 @@ class CompiledRule:
 MAX_DEPTH = 64
 
 
+_UNARY_RUN = re.compile(r"(?:(?:\bnot\s+)|[-+~]\s*){" + str(MAX_DEPTH + 1) + ",}")
+
+
+def _lexically_too_deep(text: str) -> bool:
+    """Cheap pre-check, before the parser spends time on hostile nesting."""
+    if _UNARY_RUN.search(text):
+        return True
+    depth = 0
+    quote: str | None = None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif ch in ")]}":
+            depth -= 1
+    return False
+
+
 def _depth(tree: ast.AST) -> int:
     """Depth of an AST, computed without recursion (hostile input may be very deep)."""
     deepest = 0
@@ -223,6 +248,8 @@ def compile_rule(source: str, *, names: Iterable[str] = RULE_NAMES) -> CompiledR
     text = source.strip()
     if len(text) > 2_000:
         raise _syntax_error(text[:40] + "...", "rules are limited to 2000 characters")
+    if _lexically_too_deep(text):
+        raise _syntax_error(text[:40] + "...", f"nested more than {MAX_DEPTH} levels deep")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")

@@ -244,6 +244,7 @@ class JourneyWorkflow:
                 version=inp.version, customer_id=inp.customer_id, key=inp.key, trigger_event_id=inp.trigger.event_id,
                 entered_at=self._entered_at.isoformat() if self._entered_at else "", audience=plan.audience,
                 reentry=plan.reentry.mode, cooldown_s=plan.reentry.cooldown_s, trigger=inp.trigger, vars=plan.vars,
+                listens=plan.listens(),
             ),
             result_type=AdmitResult,
             start_to_close_timeout=_LOCAL,

@@ -78,6 +78,7 @@ class AdmitInput:
     cooldown_s: float | None = None
     trigger: EventData | None = None
     vars: dict[str, Any] = field(default_factory=dict)
+    listens: list[str] | None = None
 
 
 @dataclass
