@@ -48,18 +48,24 @@ class Delivered:
     failed_recipients: list[str] = field(default_factory=list)
 
 
-_render = rule_cache.render
-
-
 def render(
-    channel: str, message: Mapping[str, Any], customer: Mapping[str, Any], context: Mapping[str, Any]
+    channel: str,
+    message: Mapping[str, Any],
+    customer: Mapping[str, Any],
+    context: Mapping[str, Any],
+    *,
+    strict: bool = True,
 ) -> Rendered:
     """Render templates and resolve recipients.
 
     Raises:
-        rules.TemplateError: A placeholder had no value.
+        rules.TemplateError: A placeholder had no value (``strict`` journeys).
         DeliveryError: The customer cannot be reached on this channel.
     """
+
+    def _render(value: Any, ctx: Mapping[str, Any]) -> Any:
+        return rule_cache.render(value, ctx, strict=strict)
+
     if channel == "wecom.app":
         to: list[str] = []
         for item in _render(message.get("to", []), context):

@@ -91,7 +91,7 @@ def temporal_activity(definition: ActivityDefinition, services: Services) -> Cal
         customer = await asyncio.to_thread(store.ensure_customer, call.context.customer_id)
         ctx = rule_context(store, call.context, customer=customer)
         try:
-            rendered = rule_cache.render(call.with_, ctx)
+            rendered = rule_cache.render(call.with_, ctx, strict=call.strict)
         except RuleError as exc:
             raise ApplicationError(exc.message, type="TemplateError", non_retryable=True) from exc
         try:

@@ -89,7 +89,7 @@ class SendActivities:
         customer = await asyncio.to_thread(self._store.ensure_customer, inp.customer_id)
         context = _context(inp, customer)
         try:
-            rendered = render(inp.channel, inp.message, customer, context)
+            rendered = render(inp.channel, inp.message, customer, context, strict=inp.strict)
         except DeliveryError as exc:
             await self._finish(key, "skipped", exc.reason, None)
             return SendResult(status="skipped", reason=exc.reason)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI, Request
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -21,6 +22,7 @@ log = logging.getLogger("journeys.api")
 #: Requests larger than this are refused before they are read.
 MAX_BODY_BYTES = 1024 * 1024
 RECOVERY_INTERVAL_S = 30.0
+PURGE_INTERVAL_S = 3600.0
 
 
 class _BodyLimit(BaseHTTPMiddleware):
@@ -43,7 +45,7 @@ def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> F
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_recovery_loop(dispatcher)) if recover_events else None
+        task = asyncio.create_task(_maintenance_loop(dispatcher, rt)) if recover_events else None
         try:
             yield
         finally:
@@ -68,12 +70,21 @@ def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> F
     return app
 
 
-async def _recovery_loop(dispatcher: Dispatcher) -> None:
+async def _maintenance_loop(dispatcher: Dispatcher, rt: Runtime) -> None:
+    """Route events whose routing was interrupted; purge event history past retention."""
+    last_purge = 0.0
+    loop = asyncio.get_running_loop()
     while True:
         try:
             routed = await dispatcher.recover()
             if routed:
                 log.warning("re-routed %d events whose routing had been interrupted", routed)
-        except Exception:  # noqa: BLE001 - keep retrying; the next round may succeed
-            log.exception("event recovery failed")
+            if loop.time() - last_purge >= PURGE_INTERVAL_S:
+                horizon = datetime.now(UTC) - timedelta(days=rt.settings.journeys_event_retention_days)
+                purged = await asyncio.to_thread(rt.store.purge_events, older_than=horizon)
+                last_purge = loop.time()
+                if purged:
+                    log.info("purged %d events older than %s", purged, horizon.date())
+        except Exception:  # noqa: BLE001 - keep going; the next round may succeed
+            log.exception("event maintenance failed")
         await asyncio.sleep(RECOVERY_INTERVAL_S)

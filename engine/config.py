@@ -33,6 +33,8 @@ class Settings(BaseSettings):
         wecom_callback_aes_key: 43-character EncodingAESKey.
         journeys_admin_key: The first admin API key.
         journeys_data_dir: Where embedded state lives.
+        journeys_event_retention_days: How long routed events stay in the history that
+            ``count_events`` reads.
     """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -51,6 +53,7 @@ class Settings(BaseSettings):
     wecom_callback_aes_key: str = Field(default="", repr=False)
     journeys_admin_key: str = Field(default="", repr=False)
     journeys_data_dir: Path = Path(".journeys")
+    journeys_event_retention_days: int = Field(default=90, ge=1)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside the data dir."""

@@ -27,16 +27,16 @@ def template(source: str) -> CompiledTemplate:
     return compile_template(source, names=RULE_NAMES)
 
 
-def render(value: Any, context: Mapping[str, Any]) -> Any:
+def render(value: Any, context: Mapping[str, Any], *, strict: bool = True) -> Any:
     """Render every string inside ``value`` (nested lists and dicts too) as a template.
 
     Raises:
         rules.TemplateError: A placeholder had no value.
     """
     if isinstance(value, str):
-        return template(value).render(context)
+        return template(value).render(context, strict=strict)
     if isinstance(value, list):
-        return [render(v, context) for v in value]
+        return [render(v, context, strict=strict) for v in value]
     if isinstance(value, dict):
-        return {k: render(v, context) for k, v in value.items()}
+        return {k: render(v, context, strict=strict) for k, v in value.items()}
     return value

@@ -86,6 +86,11 @@ _ENV.finalize = _none_is_missing
 # No globals at all (range, lipsum, cycler...): loops may only walk the journey's own data.
 _ENV.globals.clear()
 
+#: For journeys with ``strict: false``: a missing value renders as an empty string.
+_LENIENT = _JourneyEnvironment(undefined=jinja2.ChainableUndefined, autoescape=False, keep_trailing_newline=True)
+_LENIENT.finalize = lambda value: "" if value is None else value
+_LENIENT.globals.clear()
+
 
 _N = jinja2.nodes
 #: Template constructs a message may use: output, data access, conditions, loops over
@@ -136,21 +141,27 @@ class CompiledTemplate:
     source: str
     is_static: bool
     _template: jinja2.Template | None = field(repr=False, compare=False)
+    _lenient: jinja2.Template | None = field(default=None, repr=False, compare=False)
 
-    def render(self, context: Mapping[str, Any]) -> str:
+    def render(self, context: Mapping[str, Any], *, strict: bool = True) -> str:
         """Render with the given names.
 
+        Args:
+            context: The names (customer, trigger, vars, journey, steps).
+            strict: A missing value is an error (default); if false it renders as "".
+
         Raises:
-            TemplateError: A placeholder had no value, or the template failed.
+            TemplateError: A placeholder had no value (strict), or the template failed.
         """
-        if self._template is None:
+        template = self._template if strict else self._lenient
+        if template is None:
             return self.source
         try:
             names = {k: context[k] for k in RULE_NAMES if k in context}
             out: list[str] = []
             size = 0
             # Stream, so a runaway template is stopped as soon as it is too long.
-            for chunk in self._template.generate(**names):
+            for chunk in template.generate(**names):
                 size += len(chunk)
                 if size > MAX_OUTPUT:
                     raise TemplateError(
@@ -205,4 +216,6 @@ def compile_template(source: str, *, names: Iterable[str] = RULE_NAMES) -> Compi
             message = f"unknown name '{name}' in template {text!r}"
             message += f"; did you mean '{hint}'?" if hint else f"; available: {', '.join(sorted(allowed))}"
             raise UnknownSymbolError(message, expression=text, symbol=name, suggestion=hint)
-    return CompiledTemplate(source=text, is_static=False, _template=_ENV.from_string(text))
+    return CompiledTemplate(
+        source=text, is_static=False, _template=_ENV.from_string(text), _lenient=_LENIENT.from_string(text)
+    )

@@ -577,6 +577,7 @@ class JourneyWorkflow:
                             journey_id=self._journey_id(),
                             step_id=node.id,
                             visit=self._visits[node.id],
+                            strict=self._inp.plan.strict if self._inp else True,
                         ),  # fmt: skip
                         start_to_close_timeout=timedelta(seconds=node.timeout_s),
                         retry_policy=_retry(node.retry),
@@ -605,7 +606,7 @@ class JourneyWorkflow:
             enrollment_id=self._enrollment_id(), journey_id=inp.plan.journey_id, version=inp.version,
             step_id=node.id, visit=self._visits[node.id], customer_id=inp.customer_id, channel=node.channel,
             message=node.message, trigger=inp.trigger, vars=ctx.vars, journey=ctx.journey, steps=ctx.steps,
-            now=ctx.now, category=inp.plan.category,
+            now=ctx.now, category=inp.plan.category, strict=inp.plan.strict,
         )  # fmt: skip
 
     async def _park(self, why: str) -> str:

@@ -121,6 +121,7 @@ class SendInput:
     steps: dict[str, Any]
     now: str
     category: str = "marketing"
+    strict: bool = True
 
 
 @dataclass
@@ -268,6 +269,7 @@ class ActivityCall:
     journey_id: str
     step_id: str
     visit: int
+    strict: bool = True
 
     @property
     def idempotency_key(self) -> str:

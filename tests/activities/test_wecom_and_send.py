@@ -231,3 +231,28 @@ def test_new_nullable_columns_are_added_to_existing_tables(tmp_path: Path) -> No
         columns = {row[1] for row in conn.execute("PRAGMA table_info(enrollments)")}
     assert "converted_at" in columns
     assert add_missing_columns(engine) == []
+
+
+def test_event_history_is_bounded_by_retention(env: Env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from engine.models import EventRow
+
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    rows = [
+        EventRow(
+            event_id=f"h{i}",
+            customer_id="c1",
+            name="page.view",
+            properties={},
+            timestamp=now - timedelta(days=d),
+            received_at=now,
+            dispatched_at=now,
+        )  # fmt: skip
+        for i, d in enumerate((1, 10, 100, 200))
+    ]
+    env.store.insert_events(rows)
+    window = env.store.count_events("c1", "page.view", since=now - timedelta(days=30), until=now)
+    assert len(window) == 2
+    assert env.store.purge_events(older_than=now - timedelta(days=90)) == 2
+    assert len(env.store.count_events("c1", "page.*", since=now - timedelta(days=365), until=now)) == 2

@@ -143,3 +143,11 @@ def test_templates_are_sandboxed() -> None:
     tpl = compile_template("{{ customer.__class__.__mro__ }}")
     with pytest.raises(TemplateError):
         tpl.render({"customer": {"name": "x"}})
+
+
+def test_lenient_templates_render_missing_values_as_empty() -> None:
+    tpl = compile_template("您好{{ customer.name }}，{{ customer.address.city }}")
+    assert tpl.render({"customer": {}}, strict=False) == "您好，"
+    assert tpl.render({"customer": {"name": "张三", "address": {"city": "上海"}}}, strict=False) == "您好张三，上海"
+    with pytest.raises(TemplateError):
+        tpl.render({"customer": {}})
