@@ -10,6 +10,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import DeliveryError, deliver, render
+from activities.policy import CapLedger, opted_out, quiet_until
+from activities.steps import customer_zone
 from activities.wecom import WeComClient, WeComError
 from engine.emitter import EngineEvents
 from engine.models import MessageRow
@@ -30,12 +32,15 @@ class SendActivities:
         store: SQL store (profiles, message log).
         wecom: WeCom client.
         events: Emits ``message.sent`` / ``message.failed``.
+        caps: The frequency-cap ledger (default: on the WeCom client's Redis).
     """
 
-    def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None) -> None:
+    def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None,
+                 caps: CapLedger | None = None) -> None:  # fmt: skip
         self._store = store
         self._wecom = wecom
         self._events = events
+        self._caps = caps or CapLedger(wecom.redis)
 
     @activity.defn(name=SEND)
     async def send(self, inp: SendInput) -> SendResult:
@@ -68,7 +73,7 @@ class SendActivities:
         )  # fmt: skip
 
     async def deliver_once(self, inp: SendInput) -> SendResult:
-        """Render for the customer's fresh profile, deliver, and log the outcome.
+        """Apply the delivery policy, render for the fresh profile, deliver, log the outcome.
 
         Raises:
             ApplicationError: Non-retryable for permanent failures (bad template, WeCom
@@ -76,7 +81,7 @@ class SendActivities:
             WeComError: Retryable WeCom or transport failures, left to Temporal's retries.
         """
         key = idempotency_key(inp)
-        earlier = await asyncio.to_thread(self._store.begin_send, self._attempt_row(inp, key))
+        earlier = await asyncio.to_thread(self._store.get_send, key)
         if earlier is not None and earlier.status in ("sent", "skipped"):
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
@@ -87,13 +92,23 @@ class SendActivities:
                 recipients=list(earlier.recipients),
             )
         customer = await asyncio.to_thread(self._store.ensure_customer, inp.customer_id)
+        now = datetime.fromisoformat(inp.now)
+        # Policies govern proactive marketing messages to the customer (§6a.5), nothing else.
+        governed = inp.category == "marketing" and inp.customer_facing
+        if governed:
+            held = await self._apply_policy(inp, key, customer, now)
+            if held is not None:
+                return held
+        await asyncio.to_thread(self._store.begin_send, self._attempt_row(inp, key, "sending"))
         context = _context(inp, customer)
         try:
             rendered = render(inp.channel, inp.message, customer, context, strict=inp.strict)
         except DeliveryError as exc:
+            await self._give_back(governed, inp, key)
             await self._finish(key, "skipped", exc.reason, None)
             return SendResult(status="skipped", reason=exc.reason)
         except RuleError as exc:
+            await self._give_back(governed, inp, key)
             await self._finish(key, "failed", "template_error", {"error": exc.message})
             raise ApplicationError(exc.message, type="TemplateError", non_retryable=True) from exc
         try:
@@ -101,16 +116,62 @@ class SendActivities:
         except WeComError as exc:
             if exc.retryable:
                 raise  # Temporal retries with the step's policy; the row stays "sending"
+            await self._give_back(governed, inp, key)
             await self._finish(key, "failed", f"wecom_{exc.errcode}", exc.body or {"errmsg": exc.errmsg}, rendered)
             raise ApplicationError(str(exc), exc.errcode, type="WeComError", non_retryable=True) from exc
         except DeliveryError as exc:
+            await self._give_back(governed, inp, key)
             await self._finish(key, "failed", exc.reason, None, rendered)
             raise ApplicationError(str(exc), type="DeliveryError", non_retryable=True) from exc
+        if governed and not (inp.policy and inp.policy.frequency_caps):
+            # Uncapped here, but other journeys' caps count this send too.
+            await self._caps.record(inp.customer_id, key, now)
         reason = f"partial: {', '.join(delivered.failed_recipients)}" if delivered.failed_recipients else None
         await self._finish(key, "sent", reason, delivered.response, rendered)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients)
 
-    def _attempt_row(self, inp: SendInput, key: str) -> MessageRow:
+    async def _apply_policy(self, inp: SendInput, key: str, customer: dict[str, Any],
+                            now: datetime) -> SendResult | None:  # fmt: skip
+        """Opt-out, quiet hours, then caps. Returns the outcome if the send may not go now."""
+        if opted_out(customer):
+            return await self._skip(inp, key, "opted_out")
+        policy = inp.policy
+        if policy is None:
+            return None
+        if policy.quiet_hours is not None:
+            until = quiet_until(now, customer_zone(customer, inp.timezone), policy.quiet_hours)
+            if until is not None:
+                if policy.quiet_hours.action == "skip":
+                    return await self._skip(inp, key, "quiet_hours")
+                return await self._defer(inp, key, "quiet_hours", until)
+        if policy.frequency_caps:
+            decision = await self._caps.reserve(inp.customer_id, key, now, policy.frequency_caps)
+            if not decision.allowed:
+                if policy.on_capped == "defer" and decision.free_at is not None:
+                    return await self._defer(inp, key, "frequency_cap", decision.free_at)
+                return await self._skip(inp, key, "frequency_cap")
+        return None
+
+    async def _skip(self, inp: SendInput, key: str, reason: str) -> SendResult:
+        row = self._attempt_row(inp, key, "skipped")
+        row.reason = reason
+        earlier = await asyncio.to_thread(self._store.begin_send, row)
+        if earlier is not None and earlier.status not in ("sent", "skipped"):
+            await self._finish(key, "skipped", reason, None)
+        return SendResult(status="skipped", reason=reason)
+
+    async def _defer(self, inp: SendInput, key: str, reason: str, until: datetime) -> SendResult:
+        """Log a ``deferred`` attempt; the workflow sleeps until ``until`` and sends again."""
+        row = self._attempt_row(inp, f"{key}@{inp.now}", "deferred")
+        row.reason = reason
+        await asyncio.to_thread(self._store.begin_send, row)
+        return SendResult(status="deferred", reason=reason, retry_at=until.isoformat())
+
+    async def _give_back(self, governed: bool, inp: SendInput, key: str) -> None:
+        if governed and inp.policy and inp.policy.frequency_caps:
+            await self._caps.release(inp.customer_id, key)
+
+    def _attempt_row(self, inp: SendInput, key: str, status: str) -> MessageRow:
         return MessageRow(
             idempotency_key=key,
             enrollment_id=inp.enrollment_id,
@@ -122,7 +183,7 @@ class SendActivities:
             channel=inp.channel,
             recipients=[],
             content={},
-            status="sending",
+            status=status,
             at=datetime.fromisoformat(inp.now),
             created_at=utcnow(),
         )

@@ -446,7 +446,6 @@ def _header(ctx: _Ctx, spec: s.JourneySpec) -> dict[str, Any]:
             quiet_hours=quiet, on_capped=pol.on_capped, priority=pol.priority,
             frequency_caps=tuple(p.CapPlan(max=c.max, per_s=c.per.total_seconds()) for c in pol.frequency_caps),
         )  # fmt: skip
-        ctx.warn(("policy",), "delivery policy (quiet hours, frequency caps) is accepted but not enforced yet")
     return {"goal": goal, "exit_when": tuple(exit_when), "reentry": reentry, "policy": policy}
 
 

@@ -425,6 +425,11 @@ class Store:
                 s.rollback()
                 return s.exec(select(MessageRow).where(MessageRow.idempotency_key == row.idempotency_key)).first()
 
+    def get_send(self, idempotency_key: str) -> MessageRow | None:
+        """The send attempt recorded under this key, if any."""
+        with self._session() as s:
+            return s.exec(select(MessageRow).where(MessageRow.idempotency_key == idempotency_key)).first()
+
     def finish_send(
         self,
         idempotency_key: str,

@@ -567,6 +567,11 @@ class JourneyWorkflow:
                         start_to_close_timeout=timedelta(seconds=node.timeout_s), retry_policy=_retry(node.retry),
                     )  # fmt: skip
                     self._results[node.id] = {"status": result.status, "reason": result.reason, "msgid": result.msgid}
+                    if result.status == "deferred" and result.retry_at and workflow.patched("send-deferral"):
+                        # Quiet hours or a full cap: sleep until the send may go, then try
+                        # the same step visit again (policies are checked afresh).
+                        await self._sleep_until(datetime.fromisoformat(result.retry_at))
+                        continue
                 else:
                     value = await workflow.execute_activity(
                         node.activity,
@@ -607,6 +612,7 @@ class JourneyWorkflow:
             step_id=node.id, visit=self._visits[node.id], customer_id=inp.customer_id, channel=node.channel,
             message=node.message, trigger=inp.trigger, vars=ctx.vars, journey=ctx.journey, steps=ctx.steps,
             now=ctx.now, category=inp.plan.category, strict=inp.plan.strict,
+            customer_facing=node.customer_facing, policy=inp.plan.policy, timezone=inp.plan.timezone,
         )  # fmt: skip
 
     async def _park(self, why: str) -> str:

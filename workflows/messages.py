@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.plan import JourneyPlan
+from engine.plan import JourneyPlan, PolicyPlan
 
 #: Activity names, stable forever because they are recorded in history.
 ADMIT = "journeys.admit"
@@ -122,6 +122,9 @@ class SendInput:
     now: str
     category: str = "marketing"
     strict: bool = True
+    customer_facing: bool = True
+    policy: PolicyPlan | None = None
+    timezone: str = "Asia/Shanghai"
 
 
 @dataclass
@@ -132,6 +135,7 @@ class SendResult:
     reason: str | None = None
     msgid: str | None = None
     recipients: list[str] = field(default_factory=list)
+    retry_at: str | None = None
 
 
 @dataclass

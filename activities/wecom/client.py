@@ -77,6 +77,11 @@ class WeComClient:
         self._redis = redis
         self.creds = creds
 
+    @property
+    def redis(self) -> Redis:
+        """The Redis this client caches tokens in."""
+        return self._redis
+
     # -- tokens -------------------------------------------------------------------
 
     def _token_key(self, app: App) -> str:

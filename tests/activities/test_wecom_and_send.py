@@ -256,3 +256,29 @@ def test_event_history_is_bounded_by_retention(env: Env) -> None:
     assert len(window) == 2
     assert env.store.purge_events(older_than=now - timedelta(days=90)) == 2
     assert len(env.store.count_events("c1", "page.*", since=now - timedelta(days=365), until=now)) == 2
+
+
+async def test_cap_ledger_reserves_atomically_under_contention(env: Env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from activities.policy import CapLedger
+    from engine.plan import CapPlan
+
+    ledger = CapLedger(env.redis)
+    now = datetime(2026, 11, 23, 2, tzinfo=UTC)
+    caps = (CapPlan(max=2, per_s=86400), CapPlan(max=5, per_s=7 * 86400))
+    decisions = await asyncio.gather(*(ledger.reserve("c1", f"m{i}", now, caps) for i in range(50)))
+    assert sum(d.allowed for d in decisions) == 2
+    refused = [d for d in decisions if not d.allowed]
+    assert all(d.free_at == now + timedelta(days=1) for d in refused)
+    winners = [f"m{i}" for i, d in enumerate(decisions) if d.allowed]
+    assert (await ledger.reserve("c1", winners[0], now, caps)).allowed, "a retried send keeps its slot"
+    await ledger.release("c1", winners[0])
+    assert (await ledger.reserve("c1", "late", now + timedelta(hours=1), caps)).allowed
+    # The weekly cap: 2 a day, 1 minute apart, for 3 days reaches 5 within the week on day 3.
+    got = []
+    for day in (0, 1, 2):
+        for k in (0, 1):
+            at = now + timedelta(days=day, minutes=k)
+            got.append((await ledger.reserve("c2", f"d{day}-{k}", at, caps)).allowed)
+    assert got == [True, True, True, True, True, False]
