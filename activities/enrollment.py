@@ -12,11 +12,23 @@ from temporalio import activity
 from engine import routing
 from engine.emitter import EngineEvents
 from engine.history import event_counter
+from engine.lifecycle import held_key, read_gate
 from engine.models import EnrollmentRow
 from engine.store import Store
 from rules import RuleError
 from rules import cache as rule_cache
-from workflows.messages import ADMIT, CONVERTED, FINISH, AdmitInput, AdmitResult, ConvertedInput, FinishInput
+from workflows.messages import (
+    ADMIT,
+    CONVERTED,
+    FINISH,
+    GATE,
+    AdmitInput,
+    AdmitResult,
+    ConvertedInput,
+    FinishInput,
+    GateInput,
+    GateState,
+)
 
 
 class EnrollmentActivities:
@@ -105,6 +117,19 @@ class EnrollmentActivities:
                 properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id,
                                   exit_reason=inp.exit_reason),  # fmt: skip
             )  # fmt: skip
+
+    @activity.defn(name=GATE)
+    async def gate(self, inp: GateInput) -> GateState:
+        """The journey's gate; a workflow that finds it paused is registered as holding.
+
+        Registering before reading means a resume that happens meanwhile either sees this
+        enrollment in the held set or is seen here as an open gate: none is stranded.
+        """
+        await self._redis.sadd(held_key(inp.journey_id), inp.workflow_id)  # type: ignore[misc]
+        gate = await read_gate(self._redis, self._store, inp.journey_id)
+        if gate.status != "paused":
+            await self._redis.srem(held_key(inp.journey_id), inp.workflow_id)  # type: ignore[misc]
+        return GateState(status=gate.status, on_resume=gate.on_resume, stale_after_s=gate.stale_after_s)
 
     @activity.defn(name=CONVERTED)
     async def converted(self, inp: ConvertedInput) -> None:

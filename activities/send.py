@@ -91,6 +91,8 @@ class SendActivities:
                 msgid=(earlier.response or {}).get("msgid"),
                 recipients=list(earlier.recipients),
             )
+        if inp.skip_reason:
+            return await self._skip(inp, key, inp.skip_reason)
         customer = await asyncio.to_thread(self._store.ensure_customer, inp.customer_id)
         now = datetime.fromisoformat(inp.now)
         # Policies govern proactive marketing messages to the customer (§6a.5), nothing else.

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from engine.dispatch import Dispatcher
+from engine.lifecycle import Lifecycle
 from engine.runtime import Runtime
 
 
@@ -19,6 +20,11 @@ def get_runtime(request: Request) -> Runtime:
 def get_dispatcher(request: Request) -> Dispatcher:
     """The event dispatcher created at start-up."""
     return request.app.state.dispatcher  # type: ignore[no-any-return]
+
+
+def get_lifecycle(request: Request) -> Lifecycle:
+    """Journey lifecycle transitions (activate, pause, resume, archive)."""
+    return request.app.state.lifecycle  # type: ignore[no-any-return]
 
 
 def require_key(request: Request) -> str:
@@ -37,4 +43,5 @@ def require_key(request: Request) -> str:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
 CallerDep = Annotated[str, Depends(require_key)]

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from api import errors
 from api.routes import customers, enrollments, events, health, journeys
 from engine.dispatch import Dispatcher
+from engine.lifecycle import Lifecycle
 from engine.runtime import Runtime
 
 log = logging.getLogger("journeys.api")
@@ -62,6 +63,7 @@ def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> F
     )
     app.state.runtime = rt
     app.state.dispatcher = dispatcher
+    app.state.lifecycle = Lifecycle(rt.store, rt.redis, rt.temporal)
     app.state.admin_key = admin_key
     app.add_middleware(_BodyLimit)
     errors.install(app)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from engine.durations import parse_duration
 
 MAX_BATCH = 500
 
@@ -124,6 +126,16 @@ class JourneyOut(BaseModel):
     latest_version: int
     created_at: datetime
     updated_at: datetime
+
+
+class PauseIn(BaseModel):
+    """How held actions are treated when the journey resumes (journey-dsl §6a.4)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"on_resume": "skip_stale", "stale_after": "6h"},
+    ]})  # fmt: skip
+    on_resume: Literal["send_late", "skip_stale"] = "send_late"
+    stale_after: Annotated[timedelta, BeforeValidator(parse_duration)] | None = None
 
 
 class ActivateIn(BaseModel):

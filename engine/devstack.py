@@ -23,6 +23,7 @@ from engine.config import Settings
 from engine.embedded import ChildProcess, free_port, redis_process, temporal_process
 from engine.errors import JourneyError, SpecError
 from engine.fake_wecom import create_app as create_fake_app
+from engine.lifecycle import Lifecycle
 from engine.loader import read_source
 from engine.runtime import Runtime
 from engine.servers import RunningServer, serve
@@ -91,7 +92,7 @@ async def load_journeys(rt: Runtime, directory: Path, *, out: object = sys.stdou
                 unchanged = False
             if not unchanged:
                 await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author="journeys up")
-            await asyncio.to_thread(rt.store.activate, plan.journey_id)
+            await Lifecycle(rt.store, rt.redis, rt.temporal).activate(plan.journey_id)
             activated.append(plan.journey_id)
         except SpecError as exc:
             print(f"skipped invalid journey:\n{exc}", file=out)  # type: ignore[call-overload]  # noqa: T201

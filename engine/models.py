@@ -19,6 +19,9 @@ class JourneyRow(SQLModel, table=True):
     status: str = "draft"  # draft | active | paused | archived
     active_version: int | None = None
     latest_version: int = 0
+    on_resume: str | None = None  # send_late | skip_stale, while paused
+    stale_after_s: float | None = None
+    paused_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.durations import parse_duration
 from engine.errors import Problem, SpecError
@@ -37,6 +37,44 @@ class ScenarioEvent(_Model):
     id: str | None = None
 
 
+ACTION_VERBS = ("pause", "resume", "activate", "archive", "exit")
+
+
+class ScenarioAction(_Model):
+    """An operator action at an offset: ``{at, pause: JOURNEY, on_resume, stale_after}`` and so on."""
+
+    at: Offset
+    pause: str | None = None
+    resume: str | None = None
+    activate: str | None = None
+    archive: str | None = None
+    exit: str | None = None
+    customer: str | None = None
+    on_resume: Literal["send_late", "skip_stale"] = "send_late"
+    stale_after: Annotated[timedelta, BeforeValidator(parse_duration)] | None = None
+
+    @model_validator(mode="after")
+    def _one_verb(self) -> ScenarioAction:
+        verbs = [v for v in ACTION_VERBS if getattr(self, v) is not None]
+        if len(verbs) != 1:
+            raise ValueError(f"an action has exactly one of {', '.join(ACTION_VERBS)}")
+        if verbs[0] == "exit" and not self.customer:
+            raise ValueError("an exit action names the customer: {at, exit: JOURNEY, customer: ID}")
+        if verbs[0] == "pause" and self.on_resume == "skip_stale" and self.stale_after is None:
+            raise ValueError("on_resume: skip_stale needs stale_after")
+        return self
+
+    @property
+    def verb(self) -> str:
+        """Which action this is."""
+        return next(v for v in ACTION_VERBS if getattr(self, v) is not None)
+
+    @property
+    def journey(self) -> str:
+        """The journey it acts on."""
+        return str(getattr(self, self.verb))
+
+
 class Scenario(_Model):
     """A whole scenario file."""
 
@@ -44,7 +82,7 @@ class Scenario(_Model):
     start: datetime
     customers: list[ScenarioCustomer] = Field(default_factory=list)
     events: list[ScenarioEvent] = Field(default_factory=list)
-    actions: list[dict[str, Any]] = Field(default_factory=list)
+    actions: list[ScenarioAction] = Field(default_factory=list)
     until: Offset
 
     @field_validator("start")
@@ -78,13 +116,9 @@ def load_scenario(path: str | Path) -> Scenario:
     for i, ev in enumerate(scenario.events):
         if ev.at > scenario.until:
             problems.append(index.problem(("events", i, "at"), "event is after 'until'; it would never happen"))
-    if scenario.actions:
-        problems.append(
-            index.problem(
-                ("actions",),
-                "scenario actions (pause, resume, activate, archive, exit) are not supported by this version yet",
-            )
-        )
+    for i, action in enumerate(scenario.actions):
+        if action.at > scenario.until:
+            problems.append(index.problem(("actions", i, "at"), "action is after 'until'; it would never happen"))
     if problems:
         raise SpecError(source, problems)
     return scenario

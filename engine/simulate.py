@@ -26,11 +26,13 @@ from engine.compiler import compile_text
 from engine.config import Settings
 from engine.dispatch import Dispatcher, IncomingEvent
 from engine.embedded import find_binary, free_port, redis_process
+from engine.errors import Problem, SpecError
 from engine.fake_wecom import create_app as create_fake_app
+from engine.lifecycle import Lifecycle
 from engine.loader import read_source
 from engine.plan import JourneyPlan
 from engine.runtime import Runtime
-from engine.scenario import Scenario, load_scenario
+from engine.scenario import Scenario, ScenarioAction, load_scenario
 from engine.servers import serve
 from engine.temporal import query_status, sdk_runtime
 from engine.worker import build_worker
@@ -66,6 +68,11 @@ async def simulate_file(path: str | Path) -> dict[str, Any]:
     """
     scenario = load_scenario(path)
     journeys = compile_scenario_journeys(scenario, Path(path).resolve().parent)
+    known = {plan.journey_id for _, plan in journeys}
+    unknown = sorted({a.journey for a in scenario.actions} - known)
+    if unknown:
+        raise SpecError(str(path), [Problem("actions", None, f"actions name journeys the scenario does not run: "
+                                            f"{', '.join(unknown)} (it runs {', '.join(sorted(known))})")])  # fmt: skip
     # The test server lacks capabilities a production server has; the SDK warns about
     # them on every simulation, which says nothing about the user's journey.
     logging.getLogger("temporalio.core").setLevel(logging.ERROR)
@@ -120,9 +127,10 @@ async def simulate(
 async def _run(
     env: WorkflowEnvironment, rt: Runtime, scenario: Scenario, journeys: list[tuple[str, JourneyPlan]]
 ) -> dict[str, Any]:
+    lifecycle = Lifecycle(rt.store, rt.redis, rt.temporal)
     for text, plan in journeys:
         await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author="simulate")
-        await asyncio.to_thread(rt.store.activate, plan.journey_id)
+        await lifecycle.activate(plan.journey_id)  # every journey of a scenario starts active
     for customer in scenario.customers:
         profile = customer.model_dump(exclude={"id"})
         await asyncio.to_thread(rt.store.put_customer, customer.id, profile)
@@ -145,24 +153,37 @@ async def _run(
                     raise
         raise RuntimeError(f"the simulated clock could not reach {target.isoformat()}")
 
+    # One timeline; at the same instant, operator actions come before events, each kind in file order.
+    timeline: list[tuple[timedelta, int, int, Any]] = [(a.at, 0, i, a) for i, a in enumerate(scenario.actions)]
+    timeline += [(e.at, 1, i, e) for i, e in enumerate(scenario.events)]
+    timeline.sort(key=lambda item: item[:3])
     async with build_worker(rt, clock_offset_s=offset_s):
-        # Stable sort: events at the same offset keep their file order.
-        for i, ev in sorted(enumerate(scenario.events), key=lambda pair: pair[1].at):
-            at = start + ev.at
+        for offset, kind, index, item in timeline:
+            at = start + offset
             await advance_to(at)
-            await dispatcher.accept(
-                [
-                    IncomingEvent(
-                        event_id=ev.id or f"sim-{i}",
-                        customer_id=ev.customer,
-                        name=ev.name,
-                        properties=dict(ev.properties),
-                        timestamp=at,
-                    )
-                ]
-            )
+            if kind == 0:
+                await _act(lifecycle, item)
+                continue
+            event = IncomingEvent(event_id=item.id or f"sim-{index}", customer_id=item.customer, name=item.name,
+                                  properties=dict(item.properties), timestamp=at)  # fmt: skip
+            await dispatcher.accept([event])
         await advance_to(start + scenario.until)
         return await _report(rt, start)
+
+
+async def _act(lifecycle: Lifecycle, action: ScenarioAction) -> None:
+    journey = action.journey
+    if action.verb == "pause":
+        stale = action.stale_after.total_seconds() if action.stale_after else None
+        await lifecycle.pause(journey, on_resume=action.on_resume, stale_after_s=stale)
+    elif action.verb == "resume":
+        await lifecycle.resume(journey)
+    elif action.verb == "activate":
+        await lifecycle.activate(journey)
+    elif action.verb == "archive":
+        await lifecycle.archive(journey)
+    else:
+        await lifecycle.exit_customer(journey, str(action.customer))
 
 
 def _offset(at: datetime, start: datetime) -> int:

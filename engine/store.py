@@ -160,6 +160,37 @@ class Store:
             s.refresh(row)
             return row
 
+    def set_lifecycle(self, journey_id: str, *, status: str, on_resume: str | None = None,
+                      stale_after_s: float | None = None) -> JourneyRow:  # fmt: skip
+        """Pause, resume or archive a journey (the transition rules live in ``engine.lifecycle``).
+
+        Raises:
+            NotFoundError: No such journey.
+        """
+        with self._session() as s:
+            row = s.get(JourneyRow, journey_id, with_for_update=True)
+            if row is None:
+                raise NotFoundError("journey", journey_id)
+            row.status = status
+            row.on_resume = on_resume if status == "paused" else None
+            row.stale_after_s = stale_after_s if status == "paused" else None
+            row.paused_at = utcnow() if status == "paused" else None
+            row.updated_at = utcnow()
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def running_workflows(self, journey_id: str) -> list[tuple[str, str]]:
+        """(workflow id, customer id) of every enrollment of the journey that has not exited."""
+        with self._session() as s:
+            rows = s.exec(
+                select(EnrollmentRow.workflow_id, EnrollmentRow.customer_id).where(
+                    EnrollmentRow.journey_id == journey_id, EnrollmentRow.status != "exited"
+                )
+            ).all()
+            return [(w, c) for w, c in rows]
+
     def active_plans(self) -> list[tuple[int, JourneyPlan]]:
         """Plans of every active journey, with their version numbers."""
         with self._session() as s:

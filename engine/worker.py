@@ -37,6 +37,7 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
         enrollment.admit,
         enrollment.finish,
         enrollment.converted,
+        enrollment.gate,
         MatchActivities(rt.store).match,
         SendActivities(rt.store, rt.wecom, events).send,
         steps.branch,

@@ -42,12 +42,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.messages import (
         ADMIT,
+        ARCHIVE_SIGNAL,
         BRANCH,
         CONVERTED,
         EVENT_SIGNAL,
         FINISH,
+        GATE,
         MATCH,
         NEXT_TIME,
+        RESUME_SIGNAL,
         SEND,
         STATUS_QUERY,
         TAG,
@@ -62,6 +65,8 @@ with workflow.unsafe.imports_passed_through():
         EnrollmentState,
         EventData,
         FinishInput,
+        GateInput,
+        GateState,
         MatchInput,
         NextTimeInput,
         OperatorExit,
@@ -121,6 +126,7 @@ class JourneyWorkflow:
         self._operator_action: str | None = None
         self._entered_at: datetime | None = None
         self._visits_this_run = 0
+        self._resume: GateState | None = None
 
     # -- clock --------------------------------------------------------------------
 
@@ -139,6 +145,16 @@ class JourneyWorkflow:
         if len(self._seen) > _SEEN_LIMIT:
             del self._seen[: len(self._seen) - _SEEN_LIMIT]
         self._inbox.append(ev)
+
+    @workflow.signal(name=RESUME_SIGNAL)
+    def resume(self, policy: GateState) -> None:
+        """The journey was resumed: held actions go on under the pause's policy."""
+        self._resume = policy
+
+    @workflow.signal(name=ARCHIVE_SIGNAL)
+    def archive(self) -> None:
+        """The journey was archived: end now (``exit_reason: operator``)."""
+        self._operator_exit = "archived"
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> EnrollmentState:
@@ -557,8 +573,62 @@ class JourneyWorkflow:
             self._results[node.id] = {"values": values}
             return node.next
 
+    async def _hold_if_closed(self) -> bool:
+        """Before an action: wait while the journey is paused (§6a.4).
+
+        Returns:
+            True when the held action is stale and must be skipped (``skip_stale``).
+        """
+        if not workflow.patched("pause-gate"):
+            return False
+        assert self._inp is not None
+        gate_input = GateInput(journey_id=self._inp.plan.journey_id, workflow_id=workflow.info().workflow_id)
+        gate: GateState = await workflow.execute_local_activity(
+            GATE, gate_input, result_type=GateState, start_to_close_timeout=_LOCAL
+        )
+        if gate.status == "archived":
+            self._operator_exit = "archived"
+        self._check_stop()
+        if gate.status != "paused":
+            return False
+        due = self._now()
+        self._status = "paused"
+        self._resume = None
+        await self._record(status="paused", exit_reason=None)
+        while self._resume is None:
+            await self._drain()
+            try:
+                await workflow.wait_condition(
+                    lambda: self._resume is not None or self._operator_exit is not None or bool(self._inbox),
+                    timeout=timedelta(minutes=10),
+                )
+            except TimeoutError:
+                # Safety net for a lost resume signal: look at the gate again now and then.
+                gate = await workflow.execute_local_activity(
+                    GATE, gate_input, result_type=GateState, start_to_close_timeout=_LOCAL
+                )
+                if gate.status == "archived":
+                    self._operator_exit = "archived"
+                elif gate.status != "paused":
+                    self._resume = GateState(status=gate.status)
+            self._check_stop()
+        policy = self._resume
+        self._status = "running"
+        await self._record(status="running", exit_reason=None)
+        late = (self._now() - due).total_seconds()
+        return policy.on_resume == "skip_stale" and late > (policy.stale_after_s or 0)
+
     async def _effect(self, node: SendNode | ActivityNode) -> str:
         """Run a send or custom activity with its retry policy and ``on_error`` edge."""
+        if await self._hold_if_closed():
+            if isinstance(node, SendNode):
+                # Logged like any other skipped send, so the message log tells the whole story.
+                stale = self._send_input(node)
+                stale.skip_reason = "stale"
+                await workflow.execute_activity(SEND, stale, result_type=SendResult,
+                                                start_to_close_timeout=timedelta(seconds=node.timeout_s))  # fmt: skip
+            self._results[node.id] = {"status": "skipped", "reason": "stale"}
+            return node.next
         while True:
             try:
                 if isinstance(node, SendNode):

@@ -125,6 +125,7 @@ class SendInput:
     customer_facing: bool = True
     policy: PolicyPlan | None = None
     timezone: str = "Asia/Shanghai"
+    skip_reason: str | None = None
 
 
 @dataclass
@@ -167,6 +168,23 @@ class ConvertedInput:
 
 
 @dataclass
+class GateInput:
+    """Ask whether this enrollment may act now (and register it as holding if not)."""
+
+    journey_id: str
+    workflow_id: str
+
+
+@dataclass
+class GateState:
+    """The journey's gate: status and, while paused, how resumption treats held actions."""
+
+    status: str
+    on_resume: str | None = None
+    stale_after_s: float | None = None
+
+
+@dataclass
 class OperatorExit:
     """Operator request to end an enrollment."""
 
@@ -197,6 +215,11 @@ class EnrollmentState:
 
 #: Records a goal conversion and emits ``journey.converted``.
 CONVERTED = "journeys.converted"
+
+#: Reads the journey's gate (paused / archived) before an action.
+GATE = "journeys.gate"
+RESUME_SIGNAL = "resume"
+ARCHIVE_SIGNAL = "archive"
 
 #: Activity names added with the full language.
 BRANCH = "journeys.branch"

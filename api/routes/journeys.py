@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 
-from api.deps import CallerDep, RuntimeDep
-from api.models import ActivateIn, JourneyCreated, JourneyOut
-from engine import routing
+from api.deps import CallerDep, LifecycleDep, RuntimeDep
+from api.models import ActivateIn, JourneyCreated, JourneyOut, PauseIn
 from engine.compiler import compile_text
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
@@ -86,9 +85,36 @@ async def get_version(journey_id: str, version: int, rt: RuntimeDep, _: CallerDe
 
 @router.post("/{journey_id}/activate", response_model=JourneyOut)
 async def activate(
-    journey_id: str, rt: RuntimeDep, _: CallerDep, body: Annotated[ActivateIn | None, Body()] = None
+    journey_id: str, lifecycle: LifecycleDep, _: CallerDep, body: Annotated[ActivateIn | None, Body()] = None
 ) -> Any:
     """Start admitting customers with a version (default: the latest)."""
-    row = await asyncio.to_thread(rt.store.activate, journey_id, body.version if body else None)
-    await routing.bump_plans_epoch(rt.redis)
-    return row
+    return await lifecycle.activate(journey_id, body.version if body else None)
+
+
+@router.post("/{journey_id}/pause", response_model=JourneyOut)
+async def pause(journey_id: str, lifecycle: LifecycleDep, _: CallerDep,
+                body: Annotated[PauseIn | None, Body()] = None) -> Any:  # fmt: skip
+    """Stop admissions now; running enrollments hold before their next send or activity."""
+    body = body or PauseIn()
+    stale = body.stale_after.total_seconds() if body.stale_after else None
+    try:
+        return await lifecycle.pause(journey_id, on_resume=body.on_resume, stale_after_s=stale)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+@router.post("/{journey_id}/resume")
+async def resume(journey_id: str, lifecycle: LifecycleDep, _: CallerDep) -> dict[str, Any]:
+    """Admit again and release held enrollments under the pause's policy."""
+    row, released = await lifecycle.resume(journey_id)
+    return {
+        "journey": JourneyOut.model_validate(row, from_attributes=True).model_dump(mode="json"),
+        "released": released,
+    }
+
+
+@router.post("/{journey_id}/archive")
+async def archive(journey_id: str, lifecycle: LifecycleDep, _: CallerDep) -> dict[str, Any]:
+    """End every running enrollment (exit_reason operator) and admit none, for good."""
+    row, ended = await lifecycle.archive(journey_id)
+    return {"journey": JourneyOut.model_validate(row, from_attributes=True).model_dump(mode="json"), "ended": ended}

@@ -26,6 +26,7 @@ from workflows.journey import JourneyWorkflow
 from workflows.messages import (
     ADMIT,
     FINISH,
+    GATE,
     SEND,
     AdmitInput,
     AdmitResult,
@@ -33,6 +34,8 @@ from workflows.messages import (
     EnrollmentState,
     EventData,
     FinishInput,
+    GateInput,
+    GateState,
     OperatorExit,
     SendInput,
     SendResult,
@@ -54,6 +57,10 @@ class StandIns:
     @activity.defn(name=FINISH)
     async def finish(self, inp: FinishInput) -> None:
         self.finished.append(inp.status)
+
+    @activity.defn(name=GATE)
+    async def gate(self, inp: GateInput) -> GateState:
+        return GateState(status="active")
 
     @activity.defn(name=SEND)
     async def send(self, inp: SendInput) -> SendResult:
@@ -101,7 +108,7 @@ async def test_continue_as_new_keeps_state_and_enrollment_id(env: WorkflowEnviro
     acts = StandIns()
     queue = f"q-{uuid.uuid4()}"
     async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow],
-                      activities=[acts.admit, acts.finish, acts.send]):  # fmt: skip
+                      activities=[acts.admit, acts.finish, acts.gate, acts.send]):  # fmt: skip
         handle = await start(env.client, queue, enrollment(LOOP, max_visits_per_run=4))
         first_run = handle.first_execution_run_id
         await env.sleep(timedelta(hours=5, minutes=30))
@@ -141,7 +148,7 @@ async def test_operator_actions_on_a_parked_step(env: WorkflowEnvironment, actio
     acts.failing = True
     queue = f"q-{uuid.uuid4()}"
     async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow],
-                      activities=[acts.admit, acts.finish, acts.send]):  # fmt: skip
+                      activities=[acts.admit, acts.finish, acts.gate, acts.send]):  # fmt: skip
         handle = await parked(env, acts, queue)
         acts.failing = False
         if action == "exit":
@@ -162,7 +169,7 @@ async def test_illegal_operator_actions_are_rejected_before_history(env: Workflo
     acts = StandIns()
     queue = f"q-{uuid.uuid4()}"
     async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow],
-                      activities=[acts.admit, acts.finish, acts.send]):  # fmt: skip
+                      activities=[acts.admit, acts.finish, acts.gate, acts.send]):  # fmt: skip
         handle = await start(
             env.client, queue, enrollment("journey: slow\ntrigger: {event: go}\nsteps:\n  - wait: 1d\n")
         )
