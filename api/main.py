@@ -63,7 +63,7 @@ def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> F
     )
     app.state.runtime = rt
     app.state.dispatcher = dispatcher
-    app.state.lifecycle = Lifecycle(rt.store, rt.redis, rt.temporal)
+    app.state.lifecycle = Lifecycle(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
     app.state.admin_key = admin_key
     app.add_middleware(_BodyLimit)
     errors.install(app)

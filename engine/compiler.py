@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from engine import plan as p
 from engine import spec as s
+from engine.cron import parse_cron
 from engine.errors import Problem, SpecError
 from engine.loader import parse_journey
 from engine.registry import REGISTRY, ActivityRegistry, load_builtin_activities
@@ -407,7 +408,13 @@ def _header(ctx: _Ctx, spec: s.JourneySpec) -> dict[str, Any]:
     if trig.event is not None and trig.schedule is not None:
         ctx.add(("trigger",), "a trigger has exactly one of 'event' or 'schedule'")
     if trig.schedule is not None:
-        ctx.add(("trigger", "schedule"), "scheduled triggers are not supported by this version yet; use 'event'")
+        try:
+            parse_cron(trig.schedule)
+        except ValueError as exc:
+            ctx.add(("trigger", "schedule"), f"invalid schedule: {exc}")
+        for key in ("when", "key"):
+            if getattr(trig, key) is not None:
+                ctx.add(("trigger", key), f"a scheduled trigger has no event, so no '{key}'; filter with 'audience'")
     if trig.event is not None:
         _check_event_name(ctx, trig.event, ("trigger", "event"))
     ctx.rule(trig.when, ("trigger", "when"), TRIGGER_NAMES)
@@ -478,7 +485,7 @@ def compile_spec(spec: s.JourneySpec, index: LineIndex, *, source: str,
     plan = p.JourneyPlan(
         journey_id=spec.journey, name=spec.name or spec.journey, timezone=spec.timezone, category=spec.category,
         strict=spec.strict, trigger=p.TriggerPlan(event=spec.trigger.event or "", when=spec.trigger.when,
-                                                  key=spec.trigger.key),
+                                                  key=spec.trigger.key, schedule=spec.trigger.schedule),
         audience=spec.audience, vars=spec.vars, start=start, nodes=tuple(nodes), **header,
     )  # fmt: skip
     return Compiled(plan=plan.with_hash(), warnings=ctx.warnings)

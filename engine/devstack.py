@@ -92,7 +92,9 @@ async def load_journeys(rt: Runtime, directory: Path, *, out: object = sys.stdou
                 unchanged = False
             if not unchanged:
                 await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author="journeys up")
-            await Lifecycle(rt.store, rt.redis, rt.temporal).activate(plan.journey_id)
+            await Lifecycle(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue).activate(
+                plan.journey_id
+            )
             activated.append(plan.journey_id)
         except SpecError as exc:
             print(f"skipped invalid journey:\n{exc}", file=out)  # type: ignore[call-overload]  # noqa: T201

@@ -18,13 +18,15 @@ from dataclasses import asdict, dataclass
 
 from redis.asyncio import Redis
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine import routing
 from engine.errors import JourneyStateError
 from engine.models import JourneyRow
 from engine.store import Store
-from workflows.messages import ARCHIVE_SIGNAL, RESUME_SIGNAL, OperatorExit
+from workflows.messages import ARCHIVE_SIGNAL, RESUME_SIGNAL, OperatorExit, ScheduleInput
+from workflows.scheduler import AudienceScheduleWorkflow
 
 #: How many signals a resume or archive sends at once.
 FANOUT = 64
@@ -42,6 +44,11 @@ class Gate:
     def closed(self) -> bool:
         """True when actions must wait (paused) or stop (archived)."""
         return self.status in ("paused", "archived")
+
+
+def scheduler_workflow_id(journey_id: str) -> str:
+    """The scheduler of a scheduled journey (one per journey, across versions)."""
+    return f"schedule/{journey_id}"
 
 
 def gate_key(journey_id: str) -> str:
@@ -75,13 +82,18 @@ class Lifecycle:
     Args:
         store: SQL store.
         redis: Redis (gate, held set, plan epoch).
-        client: Temporal client (signals).
+        client: Temporal client (signals, schedulers).
+        task_queue: Where schedulers of scheduled journeys run.
+        clock_offset_s: Simulation only: the simulated clock's offset.
     """
 
-    def __init__(self, store: Store, redis: Redis, client: Client) -> None:
+    def __init__(self, store: Store, redis: Redis, client: Client, *, task_queue: str = "journeys",
+                 clock_offset_s: float = 0.0) -> None:  # fmt: skip
         self._store = store
         self._redis = redis
         self._client = client
+        self._task_queue = task_queue
+        self._clock_offset_s = clock_offset_s
 
     async def _publish(self, row: JourneyRow) -> None:
         await self._redis.set(gate_key(row.id), json.dumps(asdict(_gate_of(row))))
@@ -96,6 +108,7 @@ class Lifecycle:
         """
         row = await asyncio.to_thread(self._store.activate, journey_id, version)
         await self._publish(row)
+        await self._ensure_scheduler(journey_id)
         if await self._redis.scard(held_key(journey_id)):  # type: ignore[misc]
             # Activating a paused journey resumes it with the pause's policy.
             await self._signal_held(journey_id, Gate(status="active"))
@@ -152,7 +165,7 @@ class Lifecycle:
         row = await asyncio.to_thread(self._store.set_lifecycle, journey_id, status="archived")
         await self._publish(row)
         running = await asyncio.to_thread(self._store.running_workflows, journey_id)
-        await self._fanout([w for w, _ in running], ARCHIVE_SIGNAL, None)
+        await self._fanout([w for w, _ in running] + [scheduler_workflow_id(journey_id)], ARCHIVE_SIGNAL, None)
         await self._redis.delete(held_key(journey_id))
         return row, len(running)
 
@@ -173,6 +186,20 @@ class Lifecycle:
             except (RPCError, WorkflowUpdateFailedError):
                 continue  # it ended meanwhile
         return ended
+
+    async def _ensure_scheduler(self, journey_id: str) -> None:
+        """Start the journey's scheduler if its active version has a schedule (idempotent)."""
+        active = await asyncio.to_thread(self._store.active_version_plan, journey_id)
+        if active is None or not active[1].trigger.schedule:
+            return
+        await self._client.start_workflow(
+            AudienceScheduleWorkflow.run,
+            ScheduleInput(journey_id=journey_id, clock_offset_s=self._clock_offset_s),
+            id=scheduler_workflow_id(journey_id),
+            task_queue=self._task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
 
     async def _signal_held(self, journey_id: str, policy: Gate) -> int:
         members = await self._redis.smembers(held_key(journey_id))  # type: ignore[misc]

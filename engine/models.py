@@ -98,6 +98,19 @@ class EnrollmentRow(SQLModel, table=True):
     path: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
+class ScheduleRunRow(SQLModel, table=True):
+    """One run of a scheduled audience journey: how many customers it checked and enrolled."""
+
+    __tablename__ = "schedule_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: str = Field(index=True)
+    run_at: datetime
+    checked: int
+    enrolled: int
+    finished_at: datetime
+
+
 class EffectRow(SQLModel, table=True):
     """The recorded result of a side effect, keyed by (enrollment, step, visit).
 

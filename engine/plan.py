@@ -42,10 +42,11 @@ class TriggerPlan(_Frozen):
     event: str
     when: str | None = None
     key: str | None = None
+    schedule: str | None = None
 
     def matches_name(self, name: str) -> bool:
         """True when an event called ``name`` can trigger this journey."""
-        return event_name_matches(self.event, name)
+        return bool(self.event) and event_name_matches(self.event, name)
 
 
 def event_name_matches(pattern: str, name: str) -> bool:

@@ -127,15 +127,16 @@ async def simulate(
 async def _run(
     env: WorkflowEnvironment, rt: Runtime, scenario: Scenario, journeys: list[tuple[str, JourneyPlan]]
 ) -> dict[str, Any]:
-    lifecycle = Lifecycle(rt.store, rt.redis, rt.temporal)
-    for text, plan in journeys:
-        await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author="simulate")
-        await lifecycle.activate(plan.journey_id)  # every journey of a scenario starts active
+    start = scenario.start
+    offset_s = (start - await env.get_current_time()).total_seconds()
+    lifecycle = Lifecycle(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue,
+                          clock_offset_s=offset_s)  # fmt: skip
     for customer in scenario.customers:
         profile = customer.model_dump(exclude={"id"})
         await asyncio.to_thread(rt.store.put_customer, customer.id, profile)
-    start = scenario.start
-    offset_s = (start - await env.get_current_time()).total_seconds()
+    for text, plan in journeys:
+        await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author="simulate")
+        await lifecycle.activate(plan.journey_id)  # every journey of a scenario starts active
     dispatcher = Dispatcher(
         rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue, clock_offset_s=offset_s
     )

@@ -24,6 +24,7 @@ from engine.models import (
     JourneyRow,
     JourneyVersionRow,
     MessageRow,
+    ScheduleRunRow,
 )
 from engine.plan import JourneyPlan
 
@@ -180,6 +181,56 @@ class Store:
             s.commit()
             s.refresh(row)
             return row
+
+    def customers_after(self, cursor: str, limit: int) -> list[dict[str, Any]]:
+        """Profiles with ids after ``cursor``, in id order (for paging through everyone)."""
+        with self._session() as s:
+            rows = s.exec(
+                select(CustomerRow).where(CustomerRow.id > cursor).order_by(col(CustomerRow.id)).limit(limit)
+            ).all()
+            return [dict(r.profile) for r in rows]
+
+    def entry_summary(self, journey_id: str, customer_ids: list[str]) -> dict[str, tuple[datetime | None, bool]]:
+        """Per customer: last entry into the journey and whether an enrollment is running."""
+        if not customer_ids:
+            return {}
+        with self._session() as s:
+            rows = s.exec(
+                select(EnrollmentRow.customer_id, EnrollmentRow.entered_at, EnrollmentRow.status).where(
+                    EnrollmentRow.journey_id == journey_id, col(EnrollmentRow.customer_id).in_(customer_ids)
+                )
+            ).all()
+        out: dict[str, tuple[datetime | None, bool]] = {}
+        for customer_id, entered_at, status in rows:
+            last, running = out.get(customer_id, (None, False))
+            entered = aware(entered_at)
+            out[customer_id] = (max(filter(None, (last, entered)), default=None), running or status != "exited")
+        return out
+
+    def record_schedule_run(self, row: ScheduleRunRow) -> None:
+        """Store the counts of a scheduled run."""
+        with self._session() as s:
+            s.add(row)
+            s.commit()
+
+    def schedule_runs(self, journey_id: str) -> list[ScheduleRunRow]:
+        """Runs of a scheduled journey, oldest first."""
+        with self._session() as s:
+            return list(
+                s.exec(
+                    select(ScheduleRunRow)
+                    .where(ScheduleRunRow.journey_id == journey_id)
+                    .order_by(col(ScheduleRunRow.run_at))
+                )
+            )
+
+    def active_version_plan(self, journey_id: str) -> tuple[int, JourneyPlan] | None:
+        """The active version number and plan of a journey, if it has one."""
+        row = self.get_journey(journey_id)
+        if row.active_version is None:
+            return None
+        version = self.get_version(journey_id, row.active_version)
+        return version.version, JourneyPlan.model_validate(version.plan)
 
     def running_workflows(self, journey_id: str) -> list[tuple[str, str]]:
         """(workflow id, customer id) of every enrollment of the journey that has not exited."""

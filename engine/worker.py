@@ -7,6 +7,7 @@ from typing import Any
 
 from temporalio.worker import Worker
 
+from activities.audience import AudienceActivities
 from activities.custom import Services, registered_activities
 from activities.enrollment import EnrollmentActivities
 from activities.matching import MatchActivities
@@ -17,6 +18,7 @@ from engine.emitter import EngineEvents
 from engine.registry import load_builtin_activities
 from engine.runtime import Runtime
 from workflows.journey import JourneyWorkflow
+from workflows.scheduler import AudienceScheduleWorkflow
 
 
 def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable[..., Any]]:
@@ -33,7 +35,11 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
     events = EngineEvents(dispatcher)
     enrollment = EnrollmentActivities(rt.store, rt.redis, events)
     steps = StepActivities(rt.store)
+    audience = AudienceActivities(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
     return [
+        audience.next_fire,
+        audience.gate,
+        audience.run,
         enrollment.admit,
         enrollment.finish,
         enrollment.converted,
@@ -67,7 +73,7 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
     return Worker(
         rt.temporal,
         task_queue=task_queue or rt.settings.temporal_task_queue,
-        workflows=[JourneyWorkflow],
+        workflows=[JourneyWorkflow, AudienceScheduleWorkflow],
         activities=acts,
         max_concurrent_activities=200,
     )

@@ -317,3 +317,49 @@ class ResumeState:
     arms: dict[str, str]
     seen: list[str]
     pending: list[EventData] = field(default_factory=list)
+
+
+#: Scheduled audience journeys.
+SCHEDULE_NEXT = "journeys.schedule_next"
+SCHEDULE_GATE = "journeys.schedule_gate"
+AUDIENCE_RUN = "journeys.audience_run"
+
+
+@dataclass
+class ScheduleInput:
+    """The scheduler of one journey (it reads the active version's cron on every round)."""
+
+    journey_id: str
+    clock_offset_s: float = 0.0
+
+
+@dataclass
+class ScheduleNextInput:
+    """When the journey's schedule fires next, strictly after ``after``."""
+
+    journey_id: str
+    after: str
+
+
+@dataclass
+class ScheduleNext:
+    """The next fire time, or None when the journey no longer has a schedule."""
+
+    at: str | None
+
+
+@dataclass
+class AudienceRunInput:
+    """One scheduled run: enroll every customer for whom the audience holds."""
+
+    journey_id: str
+    run_at: str
+    clock_offset_s: float = 0.0
+
+
+@dataclass
+class AudienceRunResult:
+    """How many customers a run checked and enrolled."""
+
+    checked: int
+    enrolled: int
