@@ -162,3 +162,28 @@ async def test_actions_must_name_a_journey_of_the_scenario(tmp_path: Path) -> No
         await run(tmp_path, "actions: [{at: 1h, pause: nope}]\nuntil: 1d\n")
     with pytest.raises(SpecError, match="exactly one of"):
         await run(tmp_path, "actions: [{at: 1h, pause: drip, resume: drip}]\nuntil: 1d\n")
+
+
+async def test_activities_hold_while_paused_too(tmp_path: Path) -> None:
+    journey = """
+    journey: drip
+    trigger: {event: signup}
+    steps:
+      - wait: 1h
+      - id: points
+        activity: profile.increment
+        with: {attribute: points, by: 5}
+      - send: {channel: wecom.app, to: ops, text: "points {{ steps.points.result.value }}"}
+    """
+    result = await run(
+        tmp_path,
+        """
+        events: [{at: 0m, customer: c1, name: signup}]
+        actions:
+          - {at: 30m, pause: drip}
+          - {at: 3h, resume: drip}
+        until: 1d
+        """,
+        journey=journey,
+    )
+    assert [(s["text"], s["offset_s"] // 60) for s in result["sends"]] == [("points 5", 180)]

@@ -234,3 +234,32 @@ async def test_fifty_enrollments_in_five_journeys_race_for_two_slots(tmp_path: P
     assert len(statuses) == 50
     assert statuses.count(("sent", None)) == 2
     assert statuses.count(("skipped", "frequency_cap")) == 48
+
+
+async def test_staff_messages_are_neither_capped_nor_counted(tmp_path: Path) -> None:
+    result = await run(
+        tmp_path,
+        {
+            "mixed": f"""
+        journey: mixed
+        trigger: {{event: go}}
+        policy:
+          frequency_caps: [{{max: 1, per: 1d}}]
+        steps:
+          - send: {{channel: wecom.app, to: s1, text: staff one}}
+          - send: {{channel: wecom.app, to: s1, text: staff two}}
+          - send: {CUSTOMER_SEND % "customer one"}
+          - send: {CUSTOMER_SEND % "customer two"}
+        """
+        },
+        """
+        customers: [{id: a, external_userid: wm_a}]
+        events: [{at: 0m, customer: a, name: go}]
+        until: 1h
+        """,
+        start="2026-11-23T10:00:00+08:00",
+    )
+    assert [(s["text"], s["status"], s["reason"]) for s in result["sends"]] == [
+        ("staff one", "sent", None), ("staff two", "sent", None),
+        ("customer one", "sent", None), (None, "skipped", "frequency_cap"),
+    ]  # fmt: skip
