@@ -10,7 +10,7 @@ from activities.context import rule_context
 from engine.store import Store
 from rules import RuleError
 from rules import cache as rule_cache
-from workflows.messages import MATCH, MatchInput, RuleContext
+from workflows.messages import MATCH, MatchInput
 
 
 class MatchActivities:
@@ -30,10 +30,9 @@ class MatchActivities:
 
     def _match(self, inp: MatchInput) -> bool:
         rule = rule_cache.rule(inp.rule)
-        customer = self._store.get_customer(inp.customer_id) if "customer" in rule.names else None
-        rc = RuleContext(customer_id=inp.customer_id, trigger=inp.trigger, vars=inp.vars, journey=inp.journey,
-                         steps=inp.steps, now=inp.now)  # fmt: skip
-        context = rule_context(self._store, rc, customer=customer or {"id": inp.customer_id},
+        customer_id = inp.context.customer_id
+        customer = self._store.get_customer(customer_id) if "customer" in rule.names else None
+        context = rule_context(self._store, inp.context, customer=customer or {"id": customer_id},
                                event=inp.event.as_context())  # fmt: skip
         try:
             return rule.test(context)

@@ -384,20 +384,10 @@ class JourneyWorkflow:
             return False
         if rule is None:
             return True
-        ctx = self._rule_context()
         return bool(
             await workflow.execute_local_activity(
                 MATCH,
-                MatchInput(
-                    rule=rule,
-                    customer_id=ctx.customer_id,
-                    event=ev,
-                    trigger=ctx.trigger,
-                    vars=ctx.vars,
-                    journey=ctx.journey,
-                    steps=ctx.steps,
-                    now=ctx.now,
-                ),  # fmt: skip
+                MatchInput(rule=rule, event=ev, context=self._rule_context()),
                 result_type=bool,
                 start_to_close_timeout=_LOCAL,
             )
@@ -458,6 +448,13 @@ class JourneyWorkflow:
             self._exit_reason = "operator"
             raise _End()
 
+    async def _news_or(self, timeout: timedelta) -> None:
+        """Wait until an event or an operator exit arrives, or ``timeout`` passes."""
+        try:
+            await workflow.wait_condition(lambda: bool(self._inbox) or self._operator_exit is not None, timeout=timeout)
+        except TimeoutError:
+            pass
+
     async def _sleep_until(self, deadline: datetime) -> None:
         """Sleep, still consuming events (a goal or exit_when may end the wait early)."""
         self._wake_at = deadline
@@ -467,12 +464,7 @@ class JourneyWorkflow:
                 remaining = deadline - self._now()
                 if remaining <= timedelta(0):
                     return
-                try:
-                    await workflow.wait_condition(
-                        lambda: bool(self._inbox) or self._operator_exit is not None, timeout=remaining
-                    )
-                except TimeoutError:
-                    pass
+                await self._news_or(remaining)
         finally:
             self._wake_at = None
 
@@ -495,12 +487,7 @@ class JourneyWorkflow:
                 if remaining <= timedelta(0):
                     self._results[node.id] = {"matched": False, "event": None}
                     return node.on_timeout
-                try:
-                    await workflow.wait_condition(
-                        lambda: bool(self._inbox) or self._operator_exit is not None, timeout=remaining
-                    )
-                except TimeoutError:
-                    pass
+                await self._news_or(remaining)
         finally:
             self._wake_at = None
 

@@ -94,13 +94,8 @@ class MatchInput:
     """Evaluate a rule for an event in the enrollment's context."""
 
     rule: str
-    customer_id: str
     event: EventData
-    trigger: EventData
-    vars: dict[str, Any]
-    journey: dict[str, Any]
-    steps: dict[str, Any]
-    now: str
+    context: RuleContext
 
 
 @dataclass
