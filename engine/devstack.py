@@ -134,7 +134,8 @@ async def run_stack(opts: StackOptions, *, ready: asyncio.Event | None = None) -
             overrides["wecom_base_url"] = servers[-1].url
         settings = Settings().model_copy(update=overrides)
         key = admin_key(settings, data_dir)
-        callback_secrets(settings, data_dir)
+        token, aes_key = callback_secrets(settings, data_dir)
+        settings = settings.model_copy(update={"wecom_callback_token": token, "wecom_callback_aes_key": aes_key})
         client = await _connect_with_retry(settings)
         rt = await Runtime.open(settings, temporal=client)
         worker = build_worker(rt)

@@ -108,12 +108,13 @@ class Dispatcher:
         self._task_queue = task_queue
         self._clock_offset_s = clock_offset_s
         self.plans = PlanCache(store, redis)
+        self._background: set[asyncio.Task[None]] = set()
 
     def now(self) -> datetime:
         """Current time on this dispatcher's clock (simulated in simulations)."""
         return utcnow() + timedelta(seconds=self._clock_offset_s)
 
-    async def accept(self, events: list[IncomingEvent]) -> list[Accepted]:
+    async def accept(self, events: list[IncomingEvent], *, route_in_background: bool = False) -> list[Accepted]:
         """Durably record events, then route the new ones.
 
         Returns:
@@ -134,6 +135,15 @@ class Dispatcher:
             for e in events
         ]
         fresh = await asyncio.to_thread(self._store.insert_events, rows)
+        if route_in_background:
+            # Durable now; routing follows (the recovery loop covers a crash meanwhile).
+            new_rows = [row for row, is_new in zip(rows, fresh, strict=True) if is_new]
+            if new_rows:
+                task = asyncio.create_task(self._route_rows(new_rows))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            return [Accepted(r.event_id, duplicate=not n, enrolled=[], signalled=[], deferred=n)
+                    for r, n in zip(rows, fresh, strict=True)]  # fmt: skip
         results: list[Accepted] = []
         routed: list[str] = []
         for row, is_new in zip(rows, fresh, strict=True):
@@ -150,6 +160,16 @@ class Dispatcher:
             results.append(Accepted(row.event_id, duplicate=False, enrolled=enrolled, signalled=signalled))
         await asyncio.to_thread(self._store.mark_dispatched, routed)
         return results
+
+    async def _route_rows(self, rows: list[EventRow]) -> None:
+        routed = []
+        for row in rows:
+            try:
+                await self.route(row)
+                routed.append(row.event_id)
+            except Exception:  # noqa: BLE001 - stays undispatched; recovery routes it later
+                log.exception("background routing of event %s failed", row.event_id)
+        await asyncio.to_thread(self._store.mark_dispatched, routed)
 
     async def route(self, row: EventRow) -> tuple[list[str], list[str]]:
         """Start or signal enrollments for one stored event.

@@ -27,6 +27,8 @@ from engine.temporal import connect
 from engine.worker import build_worker
 
 ADMIN_KEY = "test-admin-key"
+CALLBACK_TOKEN = "callback-token-for-tests"
+CALLBACK_AES_KEY = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +76,8 @@ async def stack(
         wecom_base_url=fake.url,
         journeys_data_dir=data_dir,
         journeys_admin_key=ADMIN_KEY,
+        wecom_callback_token=CALLBACK_TOKEN,
+        wecom_callback_aes_key=CALLBACK_AES_KEY,
     )
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     rt = await Runtime.open(settings, temporal=client)
