@@ -7,15 +7,61 @@ send activity, not here.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from activities.wecom import WeComClient
+import httpx
+
+from activities.wecom import WeComClient, WeComError
 from rules import cache as rule_cache
 
 #: WeCom's duplicate-check window for application messages (seconds, the doc's default).
 APP_DUPLICATE_WINDOW_S = 1800
+
+
+class WebhookSender:
+    """Signed JSON POSTs to journey webhooks (SMS gateways, CRMs).
+
+    Each request carries ``X-Journeys-Signature: sha256=<hex HMAC of the body>`` and an
+    ``Idempotency-Key`` stable across retries, so receivers can verify and de-duplicate.
+
+    Args:
+        http: Shared httpx client.
+        secret: HMAC key (``JOURNEYS_WEBHOOK_SECRET``).
+    """
+
+    def __init__(self, http: httpx.AsyncClient, secret: str) -> None:
+        self._http = http
+        self._secret = secret.encode()
+
+    async def post(self, url: str, body: Any, *, idempotency_key: str) -> Delivered:
+        """POST ``body`` as JSON.
+
+        Raises:
+            WeComError: Retryable (-2) for transport errors, 408, 429 and 5xx.
+            DeliveryError: The receiver refused it (other 4xx).
+        """
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        digest = hmac.new(self._secret, payload, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-Journeys-Signature": f"sha256={digest}",
+                   "Idempotency-Key": idempotency_key}  # fmt: skip
+        try:
+            resp = await self._http.post(url, content=payload, headers=headers)
+        except httpx.TransportError as exc:
+            raise WeComError(-2, f"webhook transport error: {type(exc).__name__}") from exc
+        if resp.status_code in (408, 429) or resp.status_code >= 500:
+            raise WeComError(-2, f"webhook answered HTTP {resp.status_code}")
+        if resp.status_code >= 400:
+            raise DeliveryError(f"http_{resp.status_code}", f"webhook refused it: HTTP {resp.status_code}")
+        try:
+            answer = resp.json() if resp.content else {}
+        except ValueError:
+            answer = {"text": resp.text[:500]}
+        return Delivered(msgid=None, response={"status": resp.status_code, "body": answer})
 
 
 class DeliveryError(Exception):
@@ -23,10 +69,12 @@ class DeliveryError(Exception):
 
     Attributes:
         reason: Short machine-readable reason for the message log.
+        skip: Nothing went wrong, there is just nothing to send (logged ``skipped``).
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, skip: bool = False) -> None:
         self.reason = reason
+        self.skip = skip
         super().__init__(message)
 
 
@@ -83,10 +131,32 @@ def render(
             raise DeliveryError("no_sender", "wecom.customer message rendered an empty sender")
         body = {k: _render(v, context) for k, v in message.items() if k in ("text", "attachments")}
         return Rendered(recipients=[str(external)], sender=sender, content=body)
+    if channel == "wecom.welcome":
+        code = (context.get("trigger") or {}).get("welcome_code")
+        if not code:
+            # No code: a welcome was configured in the admin console, or the pair already chatted.
+            raise DeliveryError("no_welcome_code", "the triggering add carried no welcome_code")
+        body = {k: _render(v, context) for k, v in message.items() if k in ("text", "attachments")}
+        return Rendered(recipients=[str(customer.get("external_userid") or customer.get("id"))], sender=None,
+                        content={**body, "welcome_code": str(code)})  # fmt: skip
+    if channel == "wecom.group_bot":
+        key = str(_render(message.get("webhook_key", ""), context)).strip()
+        if not key:
+            raise DeliveryError("no_webhook_key", "wecom.group_bot rendered an empty webhook_key")
+        body = {k: _render(v, context) for k, v in message.items() if k in ("text", "markdown")}
+        return Rendered(recipients=[f"robot:{key[:6]}…"], sender=None, content={**body, "webhook_key": key})
+    if channel == "webhook":
+        url = str(_render(message.get("url", ""), context)).strip()
+        if not url.startswith(("http://", "https://")):
+            raise DeliveryError("bad_url", f"webhook url {url!r} is not http(s)")
+        return Rendered(
+            recipients=[url], sender=None, content={"url": url, "body": _render(message.get("body"), context)}
+        )
     raise DeliveryError("unknown_channel", f"channel {channel!r} is not supported")
 
 
-async def deliver(client: WeComClient, channel: str, rendered: Rendered) -> Delivered:
+async def deliver(client: WeComClient, channel: str, rendered: Rendered, *, webhook: WebhookSender | None = None,
+                  idempotency_key: str = "") -> Delivered:  # fmt: skip
     """Send a rendered message through WeCom.
 
     Raises:
@@ -122,6 +192,28 @@ async def deliver(client: WeComClient, channel: str, rendered: Rendered) -> Deli
         if failed and set(rendered.recipients) <= set(failed):
             raise DeliveryError("customer_unreachable", f"WeCom cannot send to {', '.join(failed)}")
         return Delivered(msgid=body.get("msgid"), response=body, failed_recipients=failed)
+    if channel == "wecom.welcome":
+        payload = {"welcome_code": rendered.content["welcome_code"]}
+        if "text" in rendered.content:
+            payload["text"] = {"content": rendered.content["text"]}
+        if rendered.content.get("attachments"):
+            payload["attachments"] = [_wecom_attachment(a) for a in rendered.content["attachments"]]
+        try:
+            body = await client.send_welcome_msg(payload)
+        except WeComError as exc:
+            if exc.errcode == 41051:  # the welcome already went (another app, or the admin's)
+                raise DeliveryError("welcome_already_sent", "the customer already got a welcome", skip=True) from exc
+            raise
+        return Delivered(msgid=None, response=body)
+    if channel == "wecom.group_bot":
+        kind = "markdown" if "markdown" in rendered.content else "text"
+        body = await client.group_robot(rendered.content["webhook_key"],
+                                        {"msgtype": kind, kind: {"content": rendered.content[kind]}})  # fmt: skip
+        return Delivered(msgid=None, response=body)
+    if channel == "webhook":
+        if webhook is None:
+            raise DeliveryError("webhook_unavailable", "no HTTP client for webhooks")
+        return await webhook.post(rendered.content["url"], rendered.content["body"], idempotency_key=idempotency_key)
     raise DeliveryError("unknown_channel", f"channel {channel!r} is not supported")
 
 

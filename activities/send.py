@@ -9,7 +9,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.channels import DeliveryError, deliver, render
+from activities.channels import DeliveryError, WebhookSender, deliver, render
 from activities.policy import CapLedger, opted_out, quiet_until
 from activities.steps import customer_zone
 from activities.wecom import WeComClient, WeComError
@@ -33,14 +33,16 @@ class SendActivities:
         wecom: WeCom client.
         events: Emits ``message.sent`` / ``message.failed``.
         caps: The frequency-cap ledger (default: on the WeCom client's Redis).
+        webhook: Sends ``webhook`` steps.
     """
 
     def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None,
-                 caps: CapLedger | None = None) -> None:  # fmt: skip
+                 caps: CapLedger | None = None, webhook: WebhookSender | None = None) -> None:  # fmt: skip
         self._store = store
         self._wecom = wecom
         self._events = events
         self._caps = caps or CapLedger(wecom.redis)
+        self._webhook = webhook
 
     @activity.defn(name=SEND)
     async def send(self, inp: SendInput) -> SendResult:
@@ -114,7 +116,7 @@ class SendActivities:
             await self._finish(key, "failed", "template_error", {"error": exc.message})
             raise ApplicationError(exc.message, type="TemplateError", non_retryable=True) from exc
         try:
-            delivered = await deliver(self._wecom, inp.channel, rendered)
+            delivered = await deliver(self._wecom, inp.channel, rendered, webhook=self._webhook, idempotency_key=key)
         except WeComError as exc:
             if exc.retryable:
                 raise  # Temporal retries with the step's policy; the row stays "sending"
@@ -123,6 +125,9 @@ class SendActivities:
             raise ApplicationError(str(exc), exc.errcode, type="WeComError", non_retryable=True) from exc
         except DeliveryError as exc:
             await self._give_back(governed, inp, key)
+            if exc.skip:
+                await self._finish(key, "skipped", exc.reason, None, rendered)
+                return SendResult(status="skipped", reason=exc.reason)
             await self._finish(key, "failed", exc.reason, None, rendered)
             raise ApplicationError(str(exc), type="DeliveryError", non_retryable=True) from exc
         if governed and not (inp.policy and inp.policy.frequency_caps):

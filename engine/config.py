@@ -35,6 +35,7 @@ class Settings(BaseSettings):
         journeys_data_dir: Where embedded state lives.
         journeys_event_retention_days: How long routed events stay in the history that
             ``count_events`` reads.
+        journeys_webhook_secret: HMAC key that signs ``webhook`` step requests.
     """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
     journeys_admin_key: str = Field(default="", repr=False)
     journeys_data_dir: Path = Path(".journeys")
     journeys_event_retention_days: int = Field(default=90, ge=1)
+    journeys_webhook_secret: str = Field(default="", repr=False)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside the data dir."""

@@ -57,6 +57,15 @@ def admin_key(settings: Settings, data_dir: Path) -> str:
     return key
 
 
+def _stored_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(32)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
+
+
 def callback_secrets(settings: Settings, data_dir: Path) -> tuple[str, str]:
     """WeCom callback token and EncodingAESKey: from settings, else generated once."""
     path = data_dir / "callback.json"
@@ -135,7 +144,10 @@ async def run_stack(opts: StackOptions, *, ready: asyncio.Event | None = None) -
         settings = Settings().model_copy(update=overrides)
         key = admin_key(settings, data_dir)
         token, aes_key = callback_secrets(settings, data_dir)
-        settings = settings.model_copy(update={"wecom_callback_token": token, "wecom_callback_aes_key": aes_key})
+        settings = settings.model_copy(update={
+            "wecom_callback_token": token, "wecom_callback_aes_key": aes_key,
+            "journeys_webhook_secret": settings.journeys_webhook_secret or _stored_secret(data_dir / "webhook.secret"),
+        })  # fmt: skip
         client = await _connect_with_retry(settings)
         rt = await Runtime.open(settings, temporal=client)
         worker = build_worker(rt)

@@ -27,6 +27,7 @@ from engine.config import Settings
 from engine.dispatch import Dispatcher, IncomingEvent
 from engine.embedded import find_binary, free_port, redis_process
 from engine.errors import Problem, SpecError
+from engine.fake_wecom import FakeWeCom
 from engine.fake_wecom import create_app as create_fake_app
 from engine.lifecycle import Lifecycle
 from engine.loader import read_source
@@ -76,6 +77,8 @@ async def simulate_file(path: str | Path) -> dict[str, Any]:
     # The test server lacks capabilities a production server has; the SDK warns about
     # them on every simulation, which says nothing about the user's journey.
     logging.getLogger("temporalio.core").setLevel(logging.ERROR)
+    # Failed sends are part of the report (status and reason); their tracebacks are not news.
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     return await simulate(scenario, journeys)
 
 
@@ -96,7 +99,8 @@ async def simulate(
     work = Path(tempfile.mkdtemp(prefix="journeys-sim-"))
     redis = redis_process(work / "redis", port=free_port())
     await asyncio.to_thread(redis.start, ready_timeout=20)
-    fake = await serve(create_fake_app(), host="127.0.0.1", port=free_port())
+    fake_state = FakeWeCom()
+    fake = await serve(create_fake_app(fake_state), host="127.0.0.1", port=free_port())
     try:
         async with await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=time_skipping_server_binary(),
@@ -112,7 +116,7 @@ async def simulate(
             )
             rt = await Runtime.open(settings, temporal=env.client)
             try:
-                result = await _run(env, rt, scenario, journeys)
+                result = await _run(env, rt, scenario, journeys, fake_state)
                 if before_teardown is not None:
                     await before_teardown(rt)
                 return result
@@ -125,7 +129,11 @@ async def simulate(
 
 
 async def _run(
-    env: WorkflowEnvironment, rt: Runtime, scenario: Scenario, journeys: list[tuple[str, JourneyPlan]]
+    env: WorkflowEnvironment,
+    rt: Runtime,
+    scenario: Scenario,
+    journeys: list[tuple[str, JourneyPlan]],
+    fake: FakeWeCom,
 ) -> dict[str, Any]:
     start = scenario.start
     offset_s = (start - await env.get_current_time()).total_seconds()
@@ -165,11 +173,26 @@ async def _run(
             if kind == 0:
                 await _act(lifecycle, item)
                 continue
+            properties = dict(item.properties)
+            if item.name == "wecom.contact_added":
+                await _as_if_from_callback(rt, fake, item.customer, properties)
             event = IncomingEvent(event_id=item.id or f"sim-{index}", customer_id=item.customer, name=item.name,
-                                  properties=dict(item.properties), timestamp=at)  # fmt: skip
+                                  properties=properties, timestamp=at)  # fmt: skip
             await dispatcher.accept([event])
         await advance_to(start + scenario.until)
         return await _report(rt, start)
+
+
+async def _as_if_from_callback(rt: Runtime, fake: FakeWeCom, customer_id: str, properties: dict[str, Any]) -> None:
+    """Give an add event a live welcome code and update the profile, as the callback route would."""
+    properties["welcome_code"] = fake.issue_welcome_code(properties.get("welcome_code"))
+    properties.setdefault("external_userid", customer_id)
+    profile = {"external_userid": properties["external_userid"], "owner_userid": properties.get("userid")}
+
+    def merge(current: dict[str, Any]) -> dict[str, Any]:
+        return {**current, **{k: v for k, v in profile.items() if v}}
+
+    await asyncio.to_thread(rt.store.update_customer, customer_id, merge)
 
 
 async def _act(lifecycle: Lifecycle, action: ScenarioAction) -> None:

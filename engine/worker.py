@@ -8,6 +8,7 @@ from typing import Any
 from temporalio.worker import Worker
 
 from activities.audience import AudienceActivities
+from activities.channels import WebhookSender
 from activities.custom import Services, registered_activities
 from activities.enrollment import EnrollmentActivities
 from activities.matching import MatchActivities
@@ -45,7 +46,9 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
         enrollment.converted,
         enrollment.gate,
         MatchActivities(rt.store).match,
-        SendActivities(rt.store, rt.wecom, events).send,
+        SendActivities(
+            rt.store, rt.wecom, events, webhook=WebhookSender(rt.http, rt.settings.journeys_webhook_secret)
+        ).send,
         steps.branch,
         steps.next_time,
         steps.tag,

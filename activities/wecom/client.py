@@ -181,6 +181,18 @@ class WeComClient:
         """``message/send`` (application message to staff members)."""
         return await self.call("app", "/cgi-bin/message/send", {"agentid": self.creds.agent_id, **payload})
 
+    async def send_welcome_msg(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``externalcontact/send_welcome_msg`` with the add event's welcome code."""
+        return await self.call("contact", "/cgi-bin/externalcontact/send_welcome_msg", payload)
+
+    async def group_robot(self, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A group robot message (robots authenticate with their key, not a token)."""
+        data = await self._request("POST", "/cgi-bin/webhook/send", params={"key": key}, body=payload)
+        code = int(data.get("errcode", 0))
+        if code != 0:
+            raise WeComError(code, str(data.get("errmsg", "")), body=data)
+        return data
+
     async def add_msg_template(self, payload: dict[str, Any]) -> dict[str, Any]:
         """``externalcontact/add_msg_template`` (a send task to customers, confirmed by staff)."""
         return await self.call("contact", "/cgi-bin/externalcontact/add_msg_template", payload)

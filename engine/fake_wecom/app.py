@@ -59,6 +59,27 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
         assert body is not None
         return JSONResponse(fake.msg_template(body))
 
+    @app.post("/cgi-bin/externalcontact/send_welcome_msg")
+    async def send_welcome_msg(request: Request) -> JSONResponse:
+        body, error = await business(request, "contact")
+        if error is not None:
+            return error
+        assert body is not None
+        return JSONResponse(fake.welcome(body))
+
+    @app.post("/cgi-bin/webhook/send")
+    async def robot(request: Request, key: str | None = None) -> JSONResponse:
+        body = await json_body(request)
+        if body is None:
+            return JSONResponse(error_body(40063))
+        return JSONResponse(fake.robot(key, body))
+
+    @app.post("/_fake/welcome_codes")
+    async def welcome_code(request: Request) -> JSONResponse:
+        body = await json_body(request) or {}
+        code = fake.issue_welcome_code(body.get("code"), float(body.get("ttl_s", 20.0)))
+        return JSONResponse({"welcome_code": code})
+
     @app.get("/_fake/messages")
     async def messages(delivered_only: bool = False) -> JSONResponse:
         return JSONResponse(

@@ -33,6 +33,10 @@ ERRMSG = {
     40008: "invalid message type",
     41048: "no valid customer to send",
     40096: "invalid external userid",
+    41049: "welcome code missing",
+    41050: "invalid welcome code or welcome code expired",
+    41051: "externaluser has started chatting",
+    93000: "invalid webhook url",
 }
 
 
@@ -114,6 +118,7 @@ class FakeWeCom:
     tokens: dict[str, Token] = field(default_factory=dict)
     messages: list[Received] = field(default_factory=list)
     gettoken_calls: int = 0
+    welcome_codes: dict[str, float] = field(default_factory=dict)  # code -> expires_at (0: used)
     _dupes: dict[str, tuple[float, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -239,6 +244,51 @@ class FakeWeCom:
             "unlicenseduser": "",
             "msgid": msgid,
         }
+
+    # -- welcome messages -----------------------------------------------------------
+
+    def issue_welcome_code(self, code: str | None = None, ttl_s: float = 20.0) -> str:
+        """A welcome code as an add event carries it: valid for 20 s, single use."""
+        code = code or "WC" + secrets.token_urlsafe(16)
+        with self._lock:
+            self.welcome_codes[code] = time.time() + ttl_s
+        return code
+
+    def welcome(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``send_welcome_msg``: 41050 unknown or expired code, 41051 already used."""
+        code = str(body.get("welcome_code") or "")
+        text = (body.get("text") or {}).get("content")
+        if not code:
+            return error_body(41049)
+        if not text and not body.get("attachments"):
+            return error_body(40063)
+        with self._lock:
+            expires = self.welcome_codes.get(code)
+            if expires == 0:
+                return error_body(41051)
+            if expires is None or expires < time.time():
+                return error_body(41050)
+            self.welcome_codes[code] = 0
+            msgid = "welcome" + secrets.token_urlsafe(12)
+            kind = "text" if text else None
+            self._record("externalcontact/send_welcome_msg", body, msgid, delivered=True, msgtype=kind, touser=[],
+                         text=text)  # fmt: skip
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def robot(self, key: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """Group robot webhook (``/cgi-bin/webhook/send?key=``)."""
+        if not key:
+            return error_body(93000)
+        msgtype = body.get("msgtype")
+        if msgtype not in ("text", "markdown"):
+            return error_body(40008)
+        text = str((body.get(msgtype) or {}).get("content") or "")
+        if not text:
+            return error_body(44004)
+        with self._lock:
+            self._record("webhook/send", body, "robot" + secrets.token_urlsafe(8), delivered=True, msgtype=msgtype,
+                         touser=[f"robot:{key}"], text=text)  # fmt: skip
+        return {"errcode": 0, "errmsg": "ok"}
 
     # -- externalcontact/add_msg_template -----------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,9 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from temporalio.exceptions import ApplicationError
 
+from activities.channels import WebhookSender
 from activities.send import SendActivities
 from activities.wecom import WeComClient, WeComError
 from activities.wecom.client import WeComCredentials
@@ -282,3 +287,71 @@ async def test_cap_ledger_reserves_atomically_under_contention(env: Env) -> None
             at = now + timedelta(days=day, minutes=k)
             got.append((await ledger.reserve("c2", f"d{day}-{k}", at, caps)).allowed)
     assert got == [True, True, True, True, True, False]
+
+
+async def test_welcome_uses_the_add_events_code_once(env: Env) -> None:
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1"})
+    acts = SendActivities(env.store, env.client())
+    code = env.fake.issue_welcome_code()
+    trigger = EventData(event_id="add1", name="wecom.contact_added", customer_id="c1",
+                        timestamp="2026-11-23T02:00:00+00:00", properties={"welcome_code": code})  # fmt: skip
+    welcome = send_input(channel="wecom.welcome", message={"text": "{{ customer.name }}，欢迎"}, trigger=trigger)
+    assert (await acts.send(welcome)).status == "sent"
+    assert env.fake.listing()[-1]["text"] == "张三，欢迎"
+    again = await acts.send(send_input(step="s2", channel="wecom.welcome", message={"text": "再次"}, trigger=trigger))
+    assert (again.status, again.reason) == ("skipped", "welcome_already_sent")
+    stale = EventData(event_id="add2", name="wecom.contact_added", customer_id="c1",
+                      timestamp="2026-11-23T02:00:00+00:00",
+                      properties={"welcome_code": env.fake.issue_welcome_code(ttl_s=-1)})  # fmt: skip
+    with pytest.raises(ApplicationError) as info:
+        await acts.send(send_input(step="s3", channel="wecom.welcome", message={"text": "迟到"}, trigger=stale))
+    assert info.value.type == "WeComError" and "41050" in info.value.message
+    none = EventData(
+        event_id="add3", name="wecom.contact_added", customer_id="c1", timestamp="2026-11-23T02:00:00+00:00"
+    )
+    skipped = await acts.send(send_input(step="s4", channel="wecom.welcome", message={"text": "x"}, trigger=none))
+    assert (skipped.status, skipped.reason) == ("skipped", "no_welcome_code")
+
+
+async def test_group_robot_message(env: Env) -> None:
+    acts = SendActivities(env.store, env.client())
+    inp = send_input(
+        channel="wecom.group_bot", message={"webhook_key": "k-{{ trigger.event_id }}", "markdown": "**新单**"}
+    )
+    assert (await acts.send(inp)).status == "sent"
+    robot = env.fake.listing()[-1]
+    assert (robot["api"], robot["text"], robot["touser"]) == ("webhook/send", "**新单**", ["robot:k-e1"])
+
+
+async def test_webhook_is_signed_idempotent_and_classifies_failures(env: Env) -> None:
+    received: list[tuple[dict, bytes]] = []
+    answers = iter([200, 503, 400])
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> JSONResponse:
+        received.append((dict(request.headers), await request.body()))
+        status = next(answers)
+        return JSONResponse({"ok": status == 200}, status_code=status)
+
+    receiver = await serve(app, host="127.0.0.1", port=free_port())
+    try:
+        acts = SendActivities(env.store, env.client(), webhook=WebhookSender(env.http, "s3cret"))
+        message = {"url": f"{receiver.url}/hook", "body": {"phone": "{{ trigger.phone }}", "n": 1}}
+        trigger = EventData(event_id="e1", name="x", customer_id="c1", timestamp="2026-11-23T02:00:00+00:00",
+                            properties={"phone": "13800000000"})  # fmt: skip
+        result = await acts.send(send_input(channel="webhook", message=message, trigger=trigger))
+        assert result.status == "sent"
+        headers, body = received[0]
+        assert body == b'{"phone":"13800000000","n":1}'
+        expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        assert headers["x-journeys-signature"] == f"sha256={expected}"
+        assert headers["idempotency-key"] == "enr-1:s1:1"
+        with pytest.raises(WeComError) as busy:
+            await acts.send(send_input(step="s2", channel="webhook", message=message, trigger=trigger))
+        assert busy.value.retryable, "a 5xx is retried"
+        with pytest.raises(ApplicationError) as refused:
+            await acts.send(send_input(step="s2", channel="webhook", message=message, trigger=trigger))
+        assert refused.value.non_retryable and "http_400" in str(env.store.get_send("enr-1:s2:1").reason)
+    finally:
+        await receiver.stop()

@@ -103,3 +103,27 @@ def test_a_200_step_journey_compiles_in_under_a_second() -> None:
     elapsed = time.perf_counter() - started
     assert len([n for n in plan.nodes if not n.id.startswith("b") or "." not in n.id]) >= 200
     assert elapsed < 1.0, f"compiling a 200-step journey took {elapsed:.2f}s"
+
+
+async def test_live_code_welcome_example_runs_end_to_end(tmp_path: Path) -> None:
+    scenario = tmp_path / "lc.yaml"
+    scenario.write_text(f"""
+journey: {EXAMPLES / "journeys" / "live-code-welcome.yaml"}
+start: "2026-11-23T10:00:00+08:00"
+customers:
+  - {{id: wmA, name: 阿强}}
+  - {{id: wmB, name: 小美}}
+events:
+  - {{at: 0m, customer: wmA, name: wecom.contact_added, properties: {{userid: zhangsan, state: store1}}}}
+  - {{at: 5m, customer: wmB, name: wecom.contact_added, properties: {{userid: lisi, state: store2}}}}
+  - {{at: 2d, customer: wmB, name: order.paid}}
+until: 15d
+""")
+    result = await simulate_file(scenario)
+    welcomes = [(s["customer"], s["channel"], s["status"]) for s in result["sends"] if s["step"].startswith("welcome")]
+    assert welcomes == [("wmA", "wecom.welcome", "sent"), ("wmB", "wecom.welcome", "sent")]
+    by = {e["customer"]: e for e in result["enrollments"]}
+    assert (by["wmA"]["exit_reason"], by["wmB"]["exit_reason"], by["wmB"]["converted"]) == ("completed", "goal", True)
+    assert by["wmA"]["arm"] in ("save_money", "save_time")
+    assert [s["sender"] for s in result["sends"] if s["step"] == "guide"] == ["zhangsan", "lisi"]
+    assert all(s["at"].endswith("T20:00:00+08:00") for s in result["sends"] if s["step"] == "guide")
