@@ -4,13 +4,59 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import time
 from dataclasses import asdict, fields
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from activities.wecom.crypto import CallbackCrypto
 from engine.fake_wecom.state import FakeConfig, FakeWeCom, error_body
+
+
+def contact_added_xml(corp_id: str, userid: str, external: str, state: str | None, welcome_code: str | None) -> str:
+    """The decrypted XML of an add_external_contact event, as WeCom writes it."""
+    parts = [
+        f"<ToUserName><![CDATA[{corp_id}]]></ToUserName>", "<FromUserName><![CDATA[sys]]></FromUserName>",
+        f"<CreateTime>{int(time.time())}</CreateTime>", "<MsgType><![CDATA[event]]></MsgType>",
+        "<Event><![CDATA[change_external_contact]]></Event>",
+        "<ChangeType><![CDATA[add_external_contact]]></ChangeType>",
+        f"<UserID><![CDATA[{userid}]]></UserID>", f"<ExternalUserID><![CDATA[{external}]]></ExternalUserID>",
+    ]  # fmt: skip
+    if state:
+        parts.append(f"<State><![CDATA[{state}]]></State>")
+    if welcome_code:
+        parts.append(f"<WelcomeCode><![CDATA[{welcome_code}]]></WelcomeCode>")
+    return "<xml>" + "".join(parts) + "</xml>"
+
+
+async def send_callback(fake: FakeWeCom, xml: str, *, repeat: int = 1) -> list[int]:
+    """POST an event the way WeCom does.
+
+    Encrypted with a binary random prefix, signed over ``Encrypt``, elements in varying
+    order; the same content ``repeat`` times, each with a fresh timestamp and nonce.
+    """
+    cfg = fake.config
+    crypto = CallbackCrypto(cfg.callback_token or "", cfg.callback_aes_key or "", cfg.corp_id)
+    statuses = []
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        for _ in range(repeat):
+            timestamp, nonce = str(int(time.time())), str(random.randint(10**8, 10**10))
+            encrypted, sig = crypto.seal(xml.encode(), timestamp, nonce)
+            elements = [f"<ToUserName><![CDATA[{cfg.corp_id}]]></ToUserName>",
+                        f"<Encrypt><![CDATA[{encrypted}]]></Encrypt>", "<AgentID><![CDATA[]]></AgentID>"]  # fmt: skip
+            random.shuffle(elements)
+            try:
+                resp = await client.post(cfg.callback_url or "", params={"msg_signature": sig, "timestamp": timestamp,
+                                                                         "nonce": nonce},
+                                         content="<xml>" + "".join(elements) + "</xml>")  # fmt: skip
+                statuses.append(resp.status_code)
+            except httpx.HTTPError:
+                statuses.append(0)
+    return statuses
 
 
 def create_app(state: FakeWeCom | None = None) -> FastAPI:
@@ -32,12 +78,18 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
         problem = fake.check_token(request.query_params.get("access_token"), app_kind)
         if problem is None:
             problem = fake.injected_fault()
-        if problem is not None:
+        if problem is not None and not problem.get("timeout"):
             return None, JSONResponse(problem)
         body = await json_body(request)
         if body is None:
             return None, JSONResponse(error_body(40063))
+        request.state.answer_late = bool(problem)  # processed, but the caller will have given up
         return body, None
+
+    async def answer(request: Request, body: dict[str, Any]) -> JSONResponse:
+        if getattr(request.state, "answer_late", False):
+            await asyncio.sleep(fake.config.timeout_s)
+        return JSONResponse(body)
 
     @app.get("/cgi-bin/gettoken")
     async def gettoken(corpid: str | None = None, corpsecret: str | None = None) -> JSONResponse:
@@ -49,7 +101,7 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
         if error is not None:
             return error
         assert body is not None
-        return JSONResponse(fake.app_message(body))
+        return await answer(request, fake.app_message(body))
 
     @app.post("/cgi-bin/externalcontact/add_msg_template")
     async def add_msg_template(request: Request) -> JSONResponse:
@@ -57,7 +109,7 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
         if error is not None:
             return error
         assert body is not None
-        return JSONResponse(fake.msg_template(body))
+        return await answer(request, fake.msg_template(body))
 
     @app.post("/cgi-bin/externalcontact/send_welcome_msg")
     async def send_welcome_msg(request: Request) -> JSONResponse:
@@ -65,7 +117,7 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
         if error is not None:
             return error
         assert body is not None
-        return JSONResponse(fake.welcome(body))
+        return await answer(request, fake.welcome(body))
 
     @app.post("/cgi-bin/webhook/send")
     async def robot(request: Request, key: str | None = None) -> JSONResponse:
@@ -79,6 +131,18 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
         body = await json_body(request) or {}
         code = fake.issue_welcome_code(body.get("code"), float(body.get("ttl_s", 20.0)))
         return JSONResponse({"welcome_code": code})
+
+    @app.post("/_fake/callbacks/contact_added")
+    async def contact_added(request: Request) -> JSONResponse:
+        """Send an encrypted add_external_contact callback, ``repeat`` times as WeCom retries do."""
+        body = await json_body(request) or {}
+        if not (fake.config.callback_url and fake.config.callback_token and fake.config.callback_aes_key):
+            return JSONResponse({"error": "set callback_url, callback_token, callback_aes_key first"}, status_code=400)
+        code = fake.issue_welcome_code() if body.get("welcome_code", True) else None
+        xml = contact_added_xml(fake.config.corp_id, str(body.get("userid", "zhangsan")),
+                                str(body.get("external_userid", "wm_fake")), body.get("state"), code)  # fmt: skip
+        statuses = await send_callback(fake, xml, repeat=int(body.get("repeat", 1)))
+        return JSONResponse({"statuses": statuses, "welcome_code": code})
 
     @app.get("/_fake/messages")
     async def messages(delivered_only: bool = False) -> JSONResponse:

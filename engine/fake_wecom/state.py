@@ -65,9 +65,15 @@ class FakeConfig:
         expired_errcode: 42001 or 40014 (the real server sends both for expired tokens).
         known_users: When set, only these staff userids exist (others are invalid).
         known_external_userids: When set, only these customers exist.
-        fail_rate: Fraction of business calls answered with ``fail_errcode``.
+        fail_rate: Fraction of business calls answered with an injected fault.
         fail_errcode: Errcode of injected faults (-1 system busy by default).
+        fail_errcodes: If set, each fault picks one of these; ``42001`` revokes the tokens
+            first (WeCom may expire a token early), ``0`` stands for a transport timeout.
         latency_ms: Added to every business call.
+        timeout_s: How late a "transport timeout" fault answers (after processing the call).
+        callback_url: Where the callback sender posts events (the product's /wecom/callback).
+        callback_token: The product's callback token.
+        callback_aes_key: The product's EncodingAESKey.
     """
 
     corp_id: str = FAKE_CORP_ID
@@ -80,7 +86,12 @@ class FakeConfig:
     known_external_userids: list[str] | None = None
     fail_rate: float = 0.0
     fail_errcode: int = -1
+    fail_errcodes: list[int] | None = None
     latency_ms: int = 0
+    timeout_s: float = 3.0
+    callback_url: str | None = None
+    callback_token: str | None = None
+    callback_aes_key: str | None = None
 
 
 @dataclass
@@ -118,6 +129,8 @@ class FakeWeCom:
     tokens: dict[str, Token] = field(default_factory=dict)
     messages: list[Received] = field(default_factory=list)
     gettoken_calls: int = 0
+    revocations: int = 0
+    faults_injected: list[int] = field(default_factory=list)
     welcome_codes: dict[str, float] = field(default_factory=dict)  # code -> expires_at (0: used)
     _dupes: dict[str, tuple[float, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -178,10 +191,19 @@ class FakeWeCom:
             self.tokens.clear()
 
     def injected_fault(self) -> dict[str, Any] | None:
-        """A configured random fault, or None."""
-        if self.config.fail_rate > 0 and random.random() < self.config.fail_rate:
-            return error_body(self.config.fail_errcode)
-        return None
+        """A configured random fault, or None. ``{"timeout": True}`` means: never answer."""
+        cfg = self.config
+        if cfg.fail_rate <= 0 or random.random() >= cfg.fail_rate:
+            return None
+        code = random.choice(cfg.fail_errcodes) if cfg.fail_errcodes else cfg.fail_errcode
+        with self._lock:
+            self.faults_injected.append(code)
+        if code == 0:
+            return {"timeout": True}
+        if code in (42001, 40014):
+            self.revoke_tokens()
+            self.revocations += 1
+        return error_body(code)
 
     # -- message/send -------------------------------------------------------------
 

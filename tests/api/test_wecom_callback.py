@@ -90,3 +90,31 @@ async def test_replays_forgeries_and_garbage_are_refused(stack: Stack) -> None:
         assert garbage.status_code == 400
         missing = await client.post("/wecom/callback", params={"timestamp": "1"}, content=body)
         assert missing.status_code == 422
+
+
+async def test_the_fake_delivers_an_add_three_times_and_one_welcome_goes_out(stack: Stack) -> None:
+    jid = f"welcome-{uuid.uuid4().hex[:6]}"
+    external = f"wm{uuid.uuid4().hex[:10]}"
+    async with stack.client() as api:
+        await deploy(
+            api,
+            f"""
+journey: {jid}
+trigger: {{event: wecom.contact_added, when: event.state == "{jid}"}}
+steps:
+  - send: {{channel: wecom.welcome, text: "欢迎 {{{{ customer.external_userid }}}}"}}
+""",
+        )
+    async with httpx.AsyncClient(base_url=stack.fake.url) as fake:
+        config = {"callback_url": f"{stack.api.url}/wecom/callback", "callback_token": CALLBACK_TOKEN,
+                  "callback_aes_key": CALLBACK_AES_KEY}  # fmt: skip
+        assert (await fake.post("/_fake/config", json=config)).status_code == 200
+        event = {"userid": "zhangsan", "external_userid": external, "state": jid, "repeat": 3}
+        sent = (await fake.post("/_fake/callbacks/contact_added", json=event)).json()
+    assert sent["statuses"] == [200, 200, 200]
+    welcome = await eventually(lambda: fake_messages(stack, text=f"欢迎 {external}"), until=lambda m: len(m) >= 1)
+    assert welcome[0]["api"] == "externalcontact/send_welcome_msg"
+    assert welcome[0]["payload"]["welcome_code"] == sent["welcome_code"]
+    async with stack.client() as api:
+        assert len((await api.get(f"/v1/journeys/{jid}/enrollments")).json()) == 1
+    assert len(await fake_messages(stack, text=f"欢迎 {external}")) == 1
