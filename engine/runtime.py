@@ -42,7 +42,9 @@ class Runtime:
             raise ValueError("REDIS_URL is not set (journeys up starts an embedded Redis and sets it)")
         store = Store(make_engine(settings.resolved_database_url()))
         redis = Redis.from_url(settings.redis_url)
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.wecom_timeout_s, connect=min(5.0, settings.wecom_timeout_s))
+        )
         wecom = WeComClient(
             http,
             redis,
