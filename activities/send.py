@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from engine.emitter import EngineEvents
 from engine.models import MessageRow
 from engine.store import Store, utcnow
 from rules import RuleError
-from workflows.messages import SEND, SendInput, SendResult
+from workflows.messages import SEND, TRACK_MASS_SEND, SendInput, SendResult, TrackInput, TrackResult
 
 
 def idempotency_key(inp: SendInput) -> str:
@@ -34,15 +35,46 @@ class SendActivities:
         events: Emits ``message.sent`` / ``message.failed``.
         caps: The frequency-cap ledger (default: on the WeCom client's Redis).
         webhook: Sends ``webhook`` steps.
+        tracker: Starts following a customer mass-send task to its outcome (without one,
+            the task is logged ``sent`` when WeCom accepts it).
+        confirm_poll_s: First wait before the tracker asks again.
     """
 
     def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None,
-                 caps: CapLedger | None = None, webhook: WebhookSender | None = None) -> None:  # fmt: skip
+                 caps: CapLedger | None = None, webhook: WebhookSender | None = None,
+                 tracker: Callable[[TrackInput], Awaitable[None]] | None = None,
+                 confirm_poll_s: float = 60.0) -> None:  # fmt: skip
         self._store = store
         self._wecom = wecom
         self._events = events
         self._caps = caps or CapLedger(wecom.redis)
         self._webhook = webhook
+        self._tracker = tracker
+        self._confirm_poll_s = confirm_poll_s
+
+    @activity.defn(name=TRACK_MASS_SEND)
+    async def track(self, inp: TrackInput, expired: bool) -> TrackResult:
+        """One look at a mass-send task; records ``sent``/``failed`` once it is decided."""
+        row = await asyncio.to_thread(self._store.get_send, inp.idempotency_key)
+        if row is None or row.status != "pending_confirmation":
+            return TrackResult(status=row.status if row else "failed", reason=row.reason if row else "missing")
+        body = await self._wecom.groupmsg_send_result(inp.msgid, inp.sender)
+        statuses = {str(r.get("external_userid")): int(r.get("status", 0)) for r in body.get("send_list") or []}
+        status = statuses.get(inp.external_userid, 0)
+        if status == 0 and not expired:
+            return TrackResult(status="pending")
+        outcome, reason = {1: ("sent", None), 2: ("failed", "not_a_friend"), 3: ("failed", "quota_exceeded")}.get(
+            status, ("failed", "not_confirmed")
+        )
+        await asyncio.to_thread(self._store.set_send_status, inp.idempotency_key, status=outcome, reason=reason)
+        if self._events is not None:
+            name = "message.sent" if outcome == "sent" else "message.failed"
+            await self._events.emit(
+                event_id=f"{inp.idempotency_key}:{name}", customer_id=row.customer_id, name=name, at=row.at,
+                properties={"journey": row.journey_id, "version": row.version, "enrollment_id": row.enrollment_id,
+                            "step": row.step_id, "channel": row.channel, "msgid": inp.msgid, "reason": reason},
+            )  # fmt: skip
+        return TrackResult(status=outcome, reason=reason)
 
     @activity.defn(name=SEND)
     async def send(self, inp: SendInput) -> SendResult:
@@ -84,7 +116,7 @@ class SendActivities:
         """
         key = idempotency_key(inp)
         earlier = await asyncio.to_thread(self._store.get_send, key)
-        if earlier is not None and earlier.status in ("sent", "skipped"):
+        if earlier is not None and earlier.status in ("sent", "skipped", "pending_confirmation"):
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
             return SendResult(
@@ -134,6 +166,13 @@ class SendActivities:
             # Uncapped here, but other journeys' caps count this send too.
             await self._caps.record(inp.customer_id, key, now)
         reason = f"partial: {', '.join(delivered.failed_recipients)}" if delivered.failed_recipients else None
+        if inp.channel == "wecom.customer" and delivered.msgid and self._tracker is not None:
+            # A task, not a delivery: the staff member must confirm it in the WeCom client.
+            await self._finish(key, "pending_confirmation", reason, delivered.response, rendered)
+            await self._tracker(TrackInput(idempotency_key=key, msgid=delivered.msgid, sender=rendered.sender or "",
+                                           external_userid=rendered.recipients[0],
+                                           first_poll_s=self._confirm_poll_s))  # fmt: skip
+            return SendResult(status="pending_confirmation", msgid=delivered.msgid, recipients=rendered.recipients)
         await self._finish(key, "sent", reason, delivered.response, rendered)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients)
 

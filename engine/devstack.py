@@ -22,6 +22,7 @@ from engine.compiler import compile_text
 from engine.config import Settings
 from engine.embedded import ChildProcess, free_port, redis_process, temporal_process
 from engine.errors import JourneyError, SpecError
+from engine.fake_wecom import FakeConfig, FakeWeCom
 from engine.fake_wecom import create_app as create_fake_app
 from engine.lifecycle import Lifecycle
 from engine.loader import read_source
@@ -139,7 +140,9 @@ async def run_stack(opts: StackOptions, *, ready: asyncio.Event | None = None) -
             children.append(await asyncio.to_thread(redis.start, ready_timeout=20))
             overrides["redis_url"] = f"redis://127.0.0.1:{redis.port}/0"
         if not env.get("WECOM_BASE_URL"):
-            servers.append(await serve(create_fake_app(), host="127.0.0.1", port=opts.fake_port))
+            # Staff "confirm" customer mass sends at once, so demos show delivered messages.
+            fake = FakeWeCom(config=FakeConfig(auto_confirm=True))
+            servers.append(await serve(create_fake_app(fake), host="127.0.0.1", port=opts.fake_port))
             overrides["wecom_base_url"] = servers[-1].url
         settings = Settings().model_copy(update=overrides)
         key = admin_key(settings, data_dir)

@@ -27,7 +27,7 @@ from engine.config import Settings
 from engine.dispatch import Dispatcher, IncomingEvent
 from engine.embedded import find_binary, free_port, redis_process
 from engine.errors import Problem, SpecError
-from engine.fake_wecom import FakeWeCom
+from engine.fake_wecom import FakeConfig, FakeWeCom
 from engine.fake_wecom import create_app as create_fake_app
 from engine.lifecycle import Lifecycle
 from engine.loader import read_source
@@ -99,7 +99,7 @@ async def simulate(
     work = Path(tempfile.mkdtemp(prefix="journeys-sim-"))
     redis = redis_process(work / "redis", port=free_port())
     await asyncio.to_thread(redis.start, ready_timeout=20)
-    fake_state = FakeWeCom()
+    fake_state = FakeWeCom(config=FakeConfig(auto_confirm=True))  # staff confirm at once in a rehearsal
     fake = await serve(create_fake_app(fake_state), host="127.0.0.1", port=free_port())
     try:
         async with await WorkflowEnvironment.start_time_skipping(

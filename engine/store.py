@@ -507,6 +507,15 @@ class Store:
                 s.rollback()
                 return s.exec(select(MessageRow).where(MessageRow.idempotency_key == row.idempotency_key)).first()
 
+    def set_send_status(self, idempotency_key: str, *, status: str, reason: str | None) -> None:
+        """Record the final outcome of an attempt that was waiting (a confirmed mass send)."""
+        with self._session() as s:
+            row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == idempotency_key)).one()
+            row.status = status
+            row.reason = reason
+            s.add(row)
+            s.commit()
+
     def get_send(self, idempotency_key: str) -> MessageRow | None:
         """The send attempt recorded under this key, if any."""
         with self._session() as s:

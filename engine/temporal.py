@@ -13,7 +13,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engine.routing import enrollment_workflow_id
 from workflows.journey import JourneyWorkflow
-from workflows.messages import EVENT_SIGNAL, STATUS_QUERY, EnrollmentInput, EnrollmentState, EventData
+from workflows.messages import EVENT_SIGNAL, STATUS_QUERY, EnrollmentInput, EnrollmentState, EventData, TrackInput
+from workflows.tracker import MassSendTrackerWorkflow
 
 _runtime_lock = threading.Lock()
 _runtime: Runtime | None = None
@@ -69,6 +70,17 @@ async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentIn
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
     return wid
+
+
+async def start_tracker(client: Client, *, task_queue: str, inp: TrackInput) -> None:
+    """Follow a customer mass-send task to its outcome (one tracker per task)."""
+    await client.start_workflow(
+        MassSendTrackerWorkflow.run,
+        inp,
+        id=f"track/{inp.msgid}",
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 async def signal_event(client: Client, workflow_id: str, event: EventData) -> bool:

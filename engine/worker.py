@@ -18,8 +18,10 @@ from engine.dispatch import Dispatcher
 from engine.emitter import EngineEvents
 from engine.registry import load_builtin_activities
 from engine.runtime import Runtime
+from engine.temporal import start_tracker
 from workflows.journey import JourneyWorkflow
 from workflows.scheduler import AudienceScheduleWorkflow
+from workflows.tracker import MassSendTrackerWorkflow
 
 
 def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable[..., Any]]:
@@ -36,6 +38,12 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
     events = EngineEvents(dispatcher)
     enrollment = EnrollmentActivities(rt.store, rt.redis, events)
     steps = StepActivities(rt.store)
+    queue = rt.settings.temporal_task_queue
+    sends = SendActivities(
+        rt.store, rt.wecom, events, webhook=WebhookSender(rt.http, rt.settings.journeys_webhook_secret),
+        tracker=lambda inp: start_tracker(rt.temporal, task_queue=queue, inp=inp),
+        confirm_poll_s=rt.settings.wecom_confirm_poll_s,
+    )  # fmt: skip
     audience = AudienceActivities(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
     return [
         audience.next_fire,
@@ -46,9 +54,8 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
         enrollment.converted,
         enrollment.gate,
         MatchActivities(rt.store).match,
-        SendActivities(
-            rt.store, rt.wecom, events, webhook=WebhookSender(rt.http, rt.settings.journeys_webhook_secret)
-        ).send,
+        sends.send,
+        sends.track,
         steps.branch,
         steps.next_time,
         steps.tag,
@@ -76,7 +83,7 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
     return Worker(
         rt.temporal,
         task_queue=task_queue or rt.settings.temporal_task_queue,
-        workflows=[JourneyWorkflow, AudienceScheduleWorkflow],
+        workflows=[JourneyWorkflow, AudienceScheduleWorkflow, MassSendTrackerWorkflow],
         activities=acts,
         max_concurrent_activities=200,
     )

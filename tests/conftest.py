@@ -19,7 +19,7 @@ import pytest_asyncio
 from api.main import create_app
 from engine.config import Settings
 from engine.embedded import ChildProcess, free_port, redis_process, temporal_process
-from engine.fake_wecom import FakeWeCom
+from engine.fake_wecom import FakeConfig, FakeWeCom
 from engine.fake_wecom import create_app as create_fake_app
 from engine.runtime import Runtime
 from engine.servers import RunningServer, serve
@@ -66,7 +66,7 @@ async def stack(
     redis_server: ChildProcess, temporal_server: ChildProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
     data_dir: Path = tmp_path_factory.mktemp("stack")
-    fake_state = FakeWeCom()
+    fake_state = FakeWeCom(config=FakeConfig(auto_confirm=True))
     fake = await serve(create_fake_app(fake_state), host="127.0.0.1", port=free_port())
     settings = Settings(
         database_url=f"sqlite:///{data_dir / 'journeys.db'}",

@@ -358,3 +358,26 @@ class AudienceRunResult:
 
     checked: int
     enrolled: int
+
+
+#: Following a customer mass-send task to its outcome.
+TRACK_MASS_SEND = "journeys.track_mass_send"
+
+
+@dataclass
+class TrackInput:
+    """A wecom.customer task waiting for the staff member's confirmation."""
+
+    idempotency_key: str
+    msgid: str
+    sender: str
+    external_userid: str
+    first_poll_s: float = 60.0
+
+
+@dataclass
+class TrackResult:
+    """``pending`` while unconfirmed, else the recorded outcome."""
+
+    status: str
+    reason: str | None = None

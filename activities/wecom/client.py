@@ -193,6 +193,14 @@ class WeComClient:
             raise WeComError(code, str(data.get("errmsg", "")), body=data)
         return data
 
+    async def groupmsg_send_result(self, msgid: str, userid: str) -> dict[str, Any]:
+        """``get_groupmsg_send_result``: per-customer status of a mass-send task."""
+        return await self.call(
+            "contact",
+            "/cgi-bin/externalcontact/get_groupmsg_send_result",
+            {"msgid": msgid, "userid": userid, "limit": 1000},
+        )
+
     async def add_msg_template(self, payload: dict[str, Any]) -> dict[str, Any]:
         """``externalcontact/add_msg_template`` (a send task to customers, confirmed by staff)."""
         return await self.call("contact", "/cgi-bin/externalcontact/add_msg_template", payload)

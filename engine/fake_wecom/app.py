@@ -119,6 +119,23 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
         assert body is not None
         return await answer(request, fake.welcome(body))
 
+    @app.post("/cgi-bin/externalcontact/get_groupmsg_send_result")
+    async def get_groupmsg_send_result(request: Request) -> JSONResponse:
+        body, error = await business(request, "contact")
+        if error is not None:
+            return error
+        assert body is not None
+        return await answer(request, fake.send_result(body))
+
+    @app.post("/_fake/confirm")
+    async def confirm(request: Request) -> JSONResponse:
+        """The staff member confirms a mass-send task (``{"msgid": ...}``)."""
+        body = await json_body(request) or {}
+        statuses = fake.confirm(str(body.get("msgid") or ""))
+        if not statuses:
+            return JSONResponse({"error": "unknown msgid"}, status_code=404)
+        return JSONResponse({"statuses": statuses})
+
     @app.post("/cgi-bin/webhook/send")
     async def robot(request: Request, key: str | None = None) -> JSONResponse:
         body = await json_body(request)

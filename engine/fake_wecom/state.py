@@ -33,6 +33,7 @@ ERRMSG = {
     40008: "invalid message type",
     41048: "no valid customer to send",
     40096: "invalid external userid",
+    40058: "invalid parameter",
     41049: "welcome code missing",
     41050: "invalid welcome code or welcome code expired",
     41051: "externaluser has started chatting",
@@ -71,6 +72,8 @@ class FakeConfig:
             first (WeCom may expire a token early), ``0`` stands for a transport timeout.
         latency_ms: Added to every business call.
         timeout_s: How late a "transport timeout" fault answers (after processing the call).
+        auto_confirm: Staff confirm customer mass sends at once (demos, simulations).
+        monthly_quota: Mass messages a customer may receive per calendar month (None: no limit).
         callback_url: Where the callback sender posts events (the product's /wecom/callback).
         callback_token: The product's callback token.
         callback_aes_key: The product's EncodingAESKey.
@@ -89,6 +92,8 @@ class FakeConfig:
     fail_errcodes: list[int] | None = None
     latency_ms: int = 0
     timeout_s: float = 3.0
+    auto_confirm: bool = False
+    monthly_quota: int | None = None
     callback_url: str | None = None
     callback_token: str | None = None
     callback_aes_key: str | None = None
@@ -132,6 +137,9 @@ class FakeWeCom:
     revocations: int = 0
     faults_injected: list[int] = field(default_factory=list)
     welcome_codes: dict[str, float] = field(default_factory=dict)  # code -> expires_at (0: used)
+    #: msgid -> {external_userid: (status, send_time)}; status 0 not sent, 1 sent, 2 not a friend, 3 over quota
+    tasks: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    received_this_month: dict[str, int] = field(default_factory=dict)
     _dupes: dict[str, tuple[float, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -336,19 +344,54 @@ class FakeWeCom:
         if externals and len(fail) == len(externals):
             return error_body(41048, fail_list=fail)
         msgid = "msg" + secrets.token_urlsafe(20)
+        sendable = [x for x in externals if x not in fail]
         with self._lock:
-            self._record(
-                "externalcontact/add_msg_template",
-                body,
-                msgid,
-                delivered=True,
-                msgtype="text" if text else None,
-                touser=[],
-                text=text,
-                sender=sender,
-                external=[x for x in externals if x not in fail],
-            )
+            # A task: nothing reaches the customer until the staff member confirms it.
+            self._record("externalcontact/add_msg_template", body, msgid, delivered=False,
+                         msgtype="text" if text else None, touser=[], text=text, sender=sender,
+                         external=sendable)  # fmt: skip
+            self.tasks[msgid] = dict.fromkeys(sendable, (0, 0))
+        if cfg.auto_confirm:
+            self.confirm(msgid)
         return {"errcode": 0, "errmsg": "ok", "fail_list": fail, "msgid": msgid}
+
+    def confirm(self, msgid: str) -> dict[str, int]:
+        """The staff member confirms a mass-send task in the client.
+
+        Each customer gets it, or does not (over the monthly quota: status 3).
+
+        Returns:
+            external_userid -> status.
+        """
+        now = int(time.time())
+        with self._lock:
+            task = self.tasks.get(msgid)
+            if task is None:
+                return {}
+            quota = self.config.monthly_quota
+            for external, (status, _) in list(task.items()):
+                if status != 0:
+                    continue
+                received = self.received_this_month.get(external, 0)
+                if quota is not None and received >= quota:
+                    task[external] = (3, 0)
+                else:
+                    self.received_this_month[external] = received + 1
+                    task[external] = (1, now)
+            for message in self.messages:
+                if message.msgid == msgid:
+                    message.delivered = any(status == 1 for status, _ in task.values())
+            return {external: status for external, (status, _) in task.items()}
+
+    def send_result(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``get_groupmsg_send_result``: per-customer status of a task."""
+        with self._lock:
+            task = self.tasks.get(str(body.get("msgid") or ""))
+            if task is None:
+                return error_body(40058, send_list=[])
+            rows = [{"external_userid": ext, "userid": body.get("userid"), "status": status, "send_time": sent}
+                    for ext, (status, sent) in task.items()]  # fmt: skip
+        return {"errcode": 0, "errmsg": "ok", "send_list": rows, "next_cursor": ""}
 
     def _record(
         self,

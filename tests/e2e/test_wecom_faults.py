@@ -46,8 +46,14 @@ steps:
             async def delivered() -> Counter:
                 return Counter(m["text"] for m in fake.listing(delivered_only=True) if m["text"].startswith(jid))
 
-            counts = await eventually(delivered, until=lambda c: len(c) == SENDS, timeout=180, interval=0.5)
-            await asyncio.sleep(2)  # let late answers and retries settle before counting again
+            await eventually(delivered, until=lambda c: len(c) == SENDS, timeout=180, interval=0.5)
+
+            async def log() -> list:
+                return await asyncio.to_thread(stack.rt.store.list_messages, journey_id=jid, limit=1000)
+
+            # Late answers (processed, then the client gave up) settle through a retry.
+            await eventually(log, until=lambda rows: len(rows) == SENDS and all(r.status == "sent" for r in rows),
+                             timeout=60, interval=0.5)  # fmt: skip
             counts = await delivered()
     finally:
         fake.config.fail_rate, fake.config.fail_errcodes = 0.0, None
@@ -61,3 +67,43 @@ steps:
     log = stack.rt.store.list_messages(journey_id=jid, limit=1000)
     assert len(log) == SENDS and all(row.status == "sent" for row in log)
     assert all((row.response or {}).get("msgid") in accepted for row in log), "nothing marked sent that WeCom lacks"
+
+
+async def test_customer_mass_send_waits_for_confirmation_and_respects_the_quota(stack: Stack) -> None:
+    jid = f"confirm-{uuid.uuid4().hex[:6]}"
+    settings = stack.rt.settings.model_copy(update={"temporal_task_queue": f"confirm-{uuid.uuid4().hex[:8]}",
+                                                    "wecom_confirm_poll_s": 0.5})  # fmt: skip
+    rt = await Runtime.open(settings, temporal=stack.rt.temporal)
+    fake = stack.fake_state
+    try:
+        fake.config.auto_confirm, fake.config.monthly_quota = False, 1
+        plan = compile_text(f"""
+journey: {jid}
+trigger: {{event: promo, key: event.n}}
+steps:
+  - send: {{channel: wecom.customer, sender: zhangsan, text: "{jid} #{{{{ trigger.n }}}}"}}
+""")
+        await asyncio.to_thread(rt.store.create_version, yaml_text="-", plan=plan, author="test")
+        await Lifecycle(rt.store, rt.redis, rt.temporal, task_queue=settings.temporal_task_queue).activate(jid)
+        await asyncio.to_thread(rt.store.put_customer, f"{jid}-c", {"external_userid": f"wm-{jid}"})
+        dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=settings.temporal_task_queue)
+        async with build_worker(rt):
+            for n in (1, 2):
+                await dispatcher.accept([IncomingEvent(event_id=f"{jid}-{n}", customer_id=f"{jid}-c", name="promo",
+                                                       properties={"n": n})])  # fmt: skip
+
+            async def log() -> list:
+                return await asyncio.to_thread(rt.store.list_messages, journey_id=jid)
+
+            pending = await eventually(log, until=lambda rows: len(rows) == 2)
+            await asyncio.sleep(1.5)  # the tracker asks WeCom a few times meanwhile
+            rows = await log()
+            assert [r.status for r in rows] == ["pending_confirmation", "pending_confirmation"]
+            assert not any(m["delivered"] for m in fake.listing() if (m["text"] or "").startswith(jid))
+            for row in pending:
+                fake.confirm(row.response["msgid"])
+            done = await eventually(log, until=lambda rows: all(r.status != "pending_confirmation" for r in rows))
+    finally:
+        fake.config.auto_confirm, fake.config.monthly_quota = True, None
+        await rt.close()
+    assert sorted((r.status, r.reason) for r in done) == [("failed", "quota_exceeded"), ("sent", None)]
