@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -14,6 +14,7 @@ from activities.channels import DeliveryError, WebhookSender, deliver, render
 from activities.policy import CapLedger, opted_out, quiet_until
 from activities.steps import customer_zone
 from activities.wecom import WeComClient, WeComError
+from activities.wecom.ratelimit import RateLimited
 from engine.emitter import EngineEvents
 from engine.models import MessageRow
 from engine.store import Store, utcnow
@@ -149,6 +150,10 @@ class SendActivities:
             raise ApplicationError(exc.message, type="TemplateError", non_retryable=True) from exc
         try:
             delivered = await deliver(self._wecom, inp.channel, rendered, webhook=self._webhook, idempotency_key=key)
+        except RateLimited as exc:
+            # Wait for the slot instead of sending into WeCom's silent drop; the row stays "sending".
+            delay = timedelta(seconds=max(1.0, exc.retry_after_s))
+            raise ApplicationError(str(exc), type="RateLimited", next_retry_delay=delay) from exc
         except WeComError as exc:
             if exc.retryable:
                 raise  # Temporal retries with the step's policy; the row stays "sending"

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import httpx
 from redis.asyncio import Redis
 
+from activities.wecom.ratelimit import PER_API, PER_MEMBER, PER_ROBOT, Limit, RateLimiter
+
 #: Codes meaning "the token is bad": refresh it and retry the call once.
 TOKEN_ERRCODES = frozenset({40014, 42001})
 #: Codes where waiting and retrying can succeed (busy, rate limits, dispatch in progress).
@@ -76,6 +78,7 @@ class WeComClient:
         self._http = http
         self._redis = redis
         self.creds = creds
+        self._limits = RateLimiter(redis)
 
     @property
     def redis(self) -> Redis:
@@ -156,7 +159,9 @@ class WeComClient:
             raise WeComError(-2, "WeCom answered a non-object JSON body")
         return data
 
-    async def call(self, app: App, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, app: App, path: str, body: dict[str, Any], *, extra_limits: list[Limit] | None = None
+    ) -> dict[str, Any]:
         """POST ``body`` to ``path`` with the app's token; refresh and retry once on token errors.
 
         Returns:
@@ -164,7 +169,10 @@ class WeComClient:
 
         Raises:
             WeComError: Any non-zero errcode, or a transport failure.
+            RateLimited: Our own limits say wait (nothing was sent).
         """
+        limits = [(f"{self.creds.corp_id}:{path}", PER_API), *(extra_limits or [])]
+        await self._limits.acquire(path, limits)
         for attempt in (1, 2):
             token = await self.token(app)
             data = await self._request("POST", path, params={"access_token": token}, body=body)
@@ -178,8 +186,12 @@ class WeComClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def send_app_message(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """``message/send`` (application message to staff members)."""
-        return await self.call("app", "/cgi-bin/message/send", {"agentid": self.creds.agent_id, **payload})
+        """``message/send`` (application message to staff members), within the per-member limits."""
+        members = [u.strip().lower() for u in str(payload.get("touser") or "").split("|") if u.strip()]
+        per_member = [(f"{self.creds.corp_id}:{self.creds.agent_id}:member:{m}", PER_MEMBER) for m in members]
+        return await self.call(
+            "app", "/cgi-bin/message/send", {"agentid": self.creds.agent_id, **payload}, extra_limits=per_member
+        )
 
     async def send_welcome_msg(self, payload: dict[str, Any]) -> dict[str, Any]:
         """``externalcontact/send_welcome_msg`` with the add event's welcome code."""
@@ -187,6 +199,7 @@ class WeComClient:
 
     async def group_robot(self, key: str, payload: dict[str, Any]) -> dict[str, Any]:
         """A group robot message (robots authenticate with their key, not a token)."""
+        await self._limits.acquire("group robot", [(f"robot:{key}", PER_ROBOT)])
         data = await self._request("POST", "/cgi-bin/webhook/send", params={"key": key}, body=payload)
         code = int(data.get("errcode", 0))
         if code != 0:

@@ -355,3 +355,22 @@ async def test_webhook_is_signed_idempotent_and_classifies_failures(env: Env) ->
         assert refused.value.non_retryable and "http_400" in str(env.store.get_send("enr-1:s2:1").reason)
     finally:
         await receiver.stop()
+
+
+async def test_per_member_limit_holds_the_31st_message_of_a_minute(env: Env) -> None:
+    client = env.client()
+    for i in range(30):
+        await client.send_app_message({"touser": "busy", "msgtype": "text", "text": {"content": f"m{i}"}})
+    from activities.wecom.ratelimit import RateLimited
+
+    with pytest.raises(RateLimited) as info:
+        await client.send_app_message({"touser": "Busy", "msgtype": "text", "text": {"content": "m30"}})
+    assert 0 < info.value.retry_after_s <= 60
+    await client.send_app_message({"touser": "other", "msgtype": "text", "text": {"content": "fine"}})
+    delivered = [m for m in env.fake.listing() if m["touser"] in (["busy"], ["other"])]
+    assert len(delivered) == 31, "the held message was never sent into WeCom's silent drop"
+    acts = SendActivities(env.store, client)
+    with pytest.raises(ApplicationError) as held:
+        await acts.send(send_input(channel="wecom.app", message={"to": ["busy"], "text": "one more"}))
+    assert held.value.type == "RateLimited" and held.value.next_retry_delay is not None
+    assert not held.value.non_retryable
