@@ -31,6 +31,8 @@ class Settings(BaseSettings):
         wecom_contact_secret: Customer-contact (客户联系) secret.
         wecom_timeout_s: How long one WeCom (or webhook) request may take before it is retried.
         wecom_confirm_poll_s: First wait before asking again whether staff confirmed a mass send.
+        wecom_rate_limits: Hold calls that would exceed WeCom's limits (off only in simulations,
+            whose clock is not the wall clock the limits count in).
         wecom_callback_token: Callback signature token.
         wecom_callback_aes_key: 43-character EncodingAESKey.
         journeys_admin_key: The first admin API key.
@@ -54,6 +56,7 @@ class Settings(BaseSettings):
     wecom_contact_secret: str = Field(default=FAKE_CONTACT_SECRET, repr=False)
     wecom_timeout_s: float = Field(default=10.0, gt=0)
     wecom_confirm_poll_s: float = Field(default=60.0, gt=0)
+    wecom_rate_limits: bool = True
     wecom_callback_token: str = Field(default="", repr=False)
     wecom_callback_aes_key: str = Field(default="", repr=False)
     journeys_admin_key: str = Field(default="", repr=False)

@@ -55,6 +55,7 @@ class Runtime:
                 app_secret=settings.wecom_secret,
                 contact_secret=settings.wecom_contact_secret,
             ),
+            rate_limits=settings.wecom_rate_limits,
         )
         if temporal is None:
             temporal = await connect(settings.temporal_address, settings.temporal_namespace)

@@ -111,6 +111,7 @@ async def simulate(
                 database_url=f"sqlite:///{work / 'sim.db'}",
                 redis_url=f"redis://127.0.0.1:{redis.port}/0",
                 wecom_base_url=fake.url,
+                wecom_rate_limits=False,
                 temporal_task_queue=f"sim-{uuid.uuid4().hex[:8]}",
                 journeys_data_dir=work,
             )

@@ -46,7 +46,9 @@ class WeComError(Exception):
         self.errcode = errcode
         self.errmsg = errmsg
         self.body = body or {}
-        self.retryable = errcode in RETRYABLE_ERRCODES or errcode == -2
+        # A token error that survives the one refresh (WeCom revoked the new token too) is
+        # still transient: a later attempt gets a fresh token.
+        self.retryable = errcode in RETRYABLE_ERRCODES or errcode in TOKEN_ERRCODES or errcode == -2
         super().__init__(f"WeCom errcode {errcode}: {errmsg}")
 
 
@@ -74,11 +76,12 @@ class WeComClient:
         creds: Corp, agent and secrets.
     """
 
-    def __init__(self, http: httpx.AsyncClient, redis: Redis, creds: WeComCredentials) -> None:
+    def __init__(self, http: httpx.AsyncClient, redis: Redis, creds: WeComCredentials, *,
+                 rate_limits: bool = True) -> None:  # fmt: skip
         self._http = http
         self._redis = redis
         self.creds = creds
-        self._limits = RateLimiter(redis)
+        self._limits = RateLimiter(redis) if rate_limits else None
 
     @property
     def redis(self) -> Redis:
@@ -172,7 +175,8 @@ class WeComClient:
             RateLimited: Our own limits say wait (nothing was sent).
         """
         limits = [(f"{self.creds.corp_id}:{path}", PER_API), *(extra_limits or [])]
-        await self._limits.acquire(path, limits)
+        if self._limits is not None:
+            await self._limits.acquire(path, limits)
         for attempt in (1, 2):
             token = await self.token(app)
             data = await self._request("POST", path, params={"access_token": token}, body=body)
@@ -199,7 +203,8 @@ class WeComClient:
 
     async def group_robot(self, key: str, payload: dict[str, Any]) -> dict[str, Any]:
         """A group robot message (robots authenticate with their key, not a token)."""
-        await self._limits.acquire("group robot", [(f"robot:{key}", PER_ROBOT)])
+        if self._limits is not None:
+            await self._limits.acquire("group robot", [(f"robot:{key}", PER_ROBOT)])
         data = await self._request("POST", "/cgi-bin/webhook/send", params={"key": key}, body=payload)
         code = int(data.get("errcode", 0))
         if code != 0:

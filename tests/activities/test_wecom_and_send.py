@@ -374,3 +374,13 @@ async def test_per_member_limit_holds_the_31st_message_of_a_minute(env: Env) -> 
         await acts.send(send_input(channel="wecom.app", message={"to": ["busy"], "text": "one more"}))
     assert held.value.type == "RateLimited" and held.value.next_retry_delay is not None
     assert not held.value.non_retryable
+
+
+async def test_a_token_error_that_survives_the_refresh_is_retryable(env: Env) -> None:
+    client = env.client()
+    await client.token("app")
+    env.fake.config.fail_rate, env.fake.config.fail_errcodes = 1.0, [42001]
+    with pytest.raises(WeComError) as info:
+        await client.send_app_message(TEXT)
+    assert info.value.errcode == 42001 and info.value.retryable
+    assert env.fake.revocations == 2, "one refresh and retry, then give the call back to Temporal"

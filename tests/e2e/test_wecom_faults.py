@@ -31,7 +31,7 @@ async def test_every_message_delivered_exactly_once_under_twenty_percent_faults(
 journey: {jid}
 trigger: {{event: fault.test}}
 steps:
-  - send: {{channel: wecom.app, to: ops, text: "{jid} #{{{{ trigger.n }}}}"}}
+  - send: {{channel: wecom.app, to: "staff{{{{ trigger.n }}}}", text: "{jid} #{{{{ trigger.n }}}}"}}
     timeout: 10s
     retry: {{max_attempts: 30, initial: 1s, backoff: 1.0, max_interval: 1s}}
 """)
@@ -95,12 +95,12 @@ steps:
             async def log() -> list:
                 return await asyncio.to_thread(rt.store.list_messages, journey_id=jid)
 
-            pending = await eventually(log, until=lambda rows: len(rows) == 2)
+            await eventually(log, until=lambda rows: len(rows) == 2)
             await asyncio.sleep(1.5)  # the tracker asks WeCom a few times meanwhile
             rows = await log()
             assert [r.status for r in rows] == ["pending_confirmation", "pending_confirmation"]
             assert not any(m["delivered"] for m in fake.listing() if (m["text"] or "").startswith(jid))
-            for row in pending:
+            for row in rows:
                 fake.confirm(row.response["msgid"])
             done = await eventually(log, until=lambda rows: all(r.status != "pending_confirmation" for r in rows))
     finally:
