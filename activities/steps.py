@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import rule_context
+from activities.wecom import WeComClient, WeComError
 from engine.store import Store
 from rules import RuleError
 from rules import cache as rule_cache
@@ -64,10 +65,12 @@ class StepActivities:
 
     Args:
         store: SQL store (profiles, event history).
+        wecom: When given, ``tag`` steps also mark the tags in WeCom.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, wecom: WeComClient | None = None) -> None:
         self._store = store
+        self._wecom = wecom
 
     @activity.defn(name=BRANCH)
     async def branch(self, inp: BranchInput) -> BranchResult:
@@ -97,7 +100,10 @@ class StepActivities:
 
     @activity.defn(name=TAG)
     async def tag(self, inp: TagInput) -> list[str]:
-        """Add and remove tags on the local profile; returns the resulting tags."""
+        """Add and remove tags on the profile, and in WeCom when the customer is a WeCom contact.
+
+        Corp tags are created on first use. Returns the resulting local tags.
+        """
 
         def change(profile: dict[str, Any]) -> dict[str, Any]:
             tags = [t for t in profile.get("tags") or [] if t not in inp.remove]
@@ -105,6 +111,15 @@ class StepActivities:
             return {**profile, "tags": tags}
 
         profile = await asyncio.to_thread(self._store.update_customer, inp.customer_id, change)
+        external, owner = profile.get("external_userid"), profile.get("owner_userid")
+        if self._wecom is not None and external and owner:
+            try:
+                # Idempotent in WeCom too: marking a tag twice leaves it marked once.
+                await self._wecom.mark_tag(str(owner), str(external), list(inp.add), list(inp.remove))
+            except WeComError as exc:
+                if exc.retryable:
+                    raise
+                activity.logger.warning("WeCom refused the tags of %s: %s", inp.customer_id, exc)
         return list(profile["tags"])
 
     @activity.defn(name=UPDATE)

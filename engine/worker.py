@@ -37,7 +37,7 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
     )
     events = EngineEvents(dispatcher)
     enrollment = EnrollmentActivities(rt.store, rt.redis, events)
-    steps = StepActivities(rt.store)
+    steps = StepActivities(rt.store, rt.wecom)
     queue = rt.settings.temporal_task_queue
     sends = SendActivities(
         rt.store, rt.wecom, events, webhook=WebhookSender(rt.http, rt.settings.journeys_webhook_secret),

@@ -211,6 +211,41 @@ class WeComClient:
             raise WeComError(code, str(data.get("errmsg", "")), body=data)
         return data
 
+    async def tag_ids(self, names: list[str], *, group: str = "Journeys") -> dict[str, str]:
+        """Corp tag ids for tag names, creating missing tags (in ``group``) on first use.
+
+        Ids are cached in a Redis hash shared by all workers.
+        """
+        cache = f"wecom:tags:{self.creds.corp_id}"
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        cached = await self._redis.hmget(cache, wanted)  # type: ignore[misc]
+        ids = {n: (c.decode() if isinstance(c, bytes) else c) for n, c in zip(wanted, cached, strict=True) if c}
+        missing = [n for n in wanted if n not in ids]
+        if missing:
+            listing = await self.call("contact", "/cgi-bin/externalcontact/get_corp_tag_list", {})
+            for grp in listing.get("tag_group") or []:
+                for tag in grp.get("tag") or []:
+                    if tag.get("name") in missing:
+                        ids[tag["name"]] = tag["id"]
+            still = [n for n in missing if n not in ids]
+            if still:
+                created = await self.call("contact", "/cgi-bin/externalcontact/add_corp_tag",
+                                          {"group_name": group, "tag": [{"name": n} for n in still]})  # fmt: skip
+                for tag in (created.get("tag_group") or {}).get("tag") or []:
+                    ids[tag["name"]] = tag["id"]
+            await self._redis.hset(cache, mapping={n: ids[n] for n in missing if n in ids})  # type: ignore[misc]
+        return ids
+
+    async def mark_tag(self, userid: str, external_userid: str, add: list[str], remove: list[str]) -> None:
+        """Add and remove corp tags (by name) on a customer of a staff member."""
+        ids = await self.tag_ids([*add, *remove])
+        await self.call("contact", "/cgi-bin/externalcontact/mark_tag", {
+            "userid": userid, "external_userid": external_userid,
+            "add_tag": [ids[n] for n in add if n in ids], "remove_tag": [ids[n] for n in remove if n in ids],
+        })  # fmt: skip
+
     async def groupmsg_send_result(self, msgid: str, userid: str) -> dict[str, Any]:
         """``get_groupmsg_send_result``: per-customer status of a mass-send task."""
         return await self.call(

@@ -119,6 +119,29 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
         assert body is not None
         return await answer(request, fake.welcome(body))
 
+    @app.post("/cgi-bin/externalcontact/get_corp_tag_list")
+    async def get_corp_tag_list(request: Request) -> JSONResponse:
+        body, error = await business(request, "contact")
+        if error is not None:
+            return error
+        return await answer(request, fake.tag_list())
+
+    @app.post("/cgi-bin/externalcontact/add_corp_tag")
+    async def add_corp_tag(request: Request) -> JSONResponse:
+        body, error = await business(request, "contact")
+        if error is not None:
+            return error
+        assert body is not None
+        return await answer(request, fake.add_tags(body))
+
+    @app.post("/cgi-bin/externalcontact/mark_tag")
+    async def mark_tag(request: Request) -> JSONResponse:
+        body, error = await business(request, "contact")
+        if error is not None:
+            return error
+        assert body is not None
+        return await answer(request, fake.mark_tag(body))
+
     @app.post("/cgi-bin/externalcontact/get_groupmsg_send_result")
     async def get_groupmsg_send_result(request: Request) -> JSONResponse:
         body, error = await business(request, "contact")

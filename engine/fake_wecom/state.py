@@ -34,6 +34,8 @@ ERRMSG = {
     41048: "no valid customer to send",
     40096: "invalid external userid",
     40058: "invalid parameter",
+    40068: "invalid tagid",
+    40126: "tag count exceed limit",
     41049: "welcome code missing",
     41050: "invalid welcome code or welcome code expired",
     41051: "externaluser has started chatting",
@@ -140,6 +142,10 @@ class FakeWeCom:
     #: msgid -> {external_userid: (status, send_time)}; status 0 not sent, 1 sent, 2 not a friend, 3 over quota
     tasks: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
     received_this_month: dict[str, int] = field(default_factory=dict)
+    #: group name -> {tag name: tag id}
+    corp_tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: (staff userid, external_userid) -> tag ids
+    customer_tags: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     _dupes: dict[str, tuple[float, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -303,6 +309,58 @@ class FakeWeCom:
             kind = "text" if text else None
             self._record("externalcontact/send_welcome_msg", body, msgid, delivered=True, msgtype=kind, touser=[],
                          text=text)  # fmt: skip
+        return {"errcode": 0, "errmsg": "ok"}
+
+    # -- corp tags ------------------------------------------------------------------
+
+    def _tag_ids(self) -> dict[str, str]:
+        return {tid: name for group in self.corp_tags.values() for name, tid in group.items()}
+
+    def tag_list(self) -> dict[str, Any]:
+        """``get_corp_tag_list`` (every group)."""
+        with self._lock:
+            groups = [
+                {"group_id": f"grp_{gname}", "group_name": gname,
+                 "tag": [{"id": tid, "name": name} for name, tid in tags.items()]}
+                for gname, tags in self.corp_tags.items()
+            ]  # fmt: skip
+        return {"errcode": 0, "errmsg": "ok", "tag_group": groups}
+
+    def add_tags(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``add_corp_tag``: merges by group name and de-duplicates tag names."""
+        gname = str(body.get("group_name") or "")
+        names = [str(t.get("name") or "") for t in body.get("tag") or []]
+        if not gname or not names or not all(names):
+            return error_body(40063)
+        with self._lock:
+            group = self.corp_tags.setdefault(gname, {})
+            if len(self._tag_ids()) + len(set(names) - set(group)) > 3000:
+                return error_body(40126)
+            for name in names:
+                group.setdefault(name, "et" + secrets.token_hex(8))
+            tags = [{"id": group[n], "name": n} for n in names]
+        return {
+            "errcode": 0,
+            "errmsg": "ok",
+            "tag_group": {"group_id": f"grp_{gname}", "group_name": gname, "tag": tags},
+        }
+
+    def mark_tag(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``mark_tag``: add and remove corp tags on one customer of one member."""
+        add = [str(t) for t in body.get("add_tag") or []]
+        remove = [str(t) for t in body.get("remove_tag") or []]
+        userid, external = str(body.get("userid") or ""), str(body.get("external_userid") or "")
+        if not add and not remove:
+            return error_body(40063)
+        if not userid or not external:
+            return error_body(40096)
+        with self._lock:
+            known = self._tag_ids()
+            if any(t not in known for t in add + remove):
+                return error_body(40068)
+            tags = self.customer_tags.setdefault((userid, external), set())
+            tags.update(add)
+            tags.difference_update(remove)
         return {"errcode": 0, "errmsg": "ok"}
 
     def robot(self, key: str | None, body: dict[str, Any]) -> dict[str, Any]:

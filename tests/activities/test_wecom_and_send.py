@@ -384,3 +384,22 @@ async def test_a_token_error_that_survives_the_refresh_is_retryable(env: Env) ->
         await client.send_app_message(TEXT)
     assert info.value.errcode == 42001 and info.value.retryable
     assert env.fake.revocations == 2, "one refresh and retry, then give the call back to Temporal"
+
+
+async def test_tag_steps_mark_tags_in_wecom_creating_them_once(env: Env) -> None:
+    from activities.steps import StepActivities
+    from workflows.messages import TagInput
+
+    env.store.put_customer("c1", {"external_userid": "wm_c1", "owner_userid": "zhangsan", "tags": ["cold"]})
+    env.store.put_customer("c2", {"external_userid": "wm_c2", "owner_userid": "lisi"})
+    env.store.put_customer("local", {"tags": []})
+    steps = StepActivities(env.store, env.client())
+    assert await steps.tag(TagInput(customer_id="c1", add=["hot", "vip"], remove=["cold"])) == ["hot", "vip"]
+    ids = env.fake.corp_tags["Journeys"]
+    assert set(ids) == {"hot", "vip", "cold"}
+    assert env.fake.customer_tags[("zhangsan", "wm_c1")] == {ids["hot"], ids["vip"]}
+    await steps.tag(TagInput(customer_id="c2", add=["vip"], remove=[]))
+    assert env.fake.customer_tags[("lisi", "wm_c2")] == {ids["vip"]}
+    assert env.fake.corp_tags["Journeys"] == ids, "existing tags are reused, not created again"
+    assert await steps.tag(TagInput(customer_id="local", add=["x"], remove=[])) == ["x"]
+    assert ("", "local") not in env.fake.customer_tags
