@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -91,64 +92,45 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
             await asyncio.sleep(fake.config.timeout_s)
         return JSONResponse(body)
 
+    async def handle(request: Request, app_kind: str, work: Callable[[dict[str, Any]], dict[str, Any]]) -> JSONResponse:
+        """Token and fault checks, then ``work(body)``, answered (perhaps late) as WeCom would."""
+        body, error = await business(request, app_kind)
+        if error is not None:
+            return error
+        assert body is not None
+        return await answer(request, work(body))
+
     @app.get("/cgi-bin/gettoken")
     async def gettoken(corpid: str | None = None, corpsecret: str | None = None) -> JSONResponse:
         return JSONResponse(fake.issue_token(corpid, corpsecret))
 
     @app.post("/cgi-bin/message/send")
     async def message_send(request: Request) -> JSONResponse:
-        body, error = await business(request, "app")
-        if error is not None:
-            return error
-        assert body is not None
-        return await answer(request, fake.app_message(body))
+        return await handle(request, "app", fake.app_message)
 
     @app.post("/cgi-bin/externalcontact/add_msg_template")
     async def add_msg_template(request: Request) -> JSONResponse:
-        body, error = await business(request, "contact")
-        if error is not None:
-            return error
-        assert body is not None
-        return await answer(request, fake.msg_template(body))
+        return await handle(request, "contact", fake.msg_template)
 
     @app.post("/cgi-bin/externalcontact/send_welcome_msg")
     async def send_welcome_msg(request: Request) -> JSONResponse:
-        body, error = await business(request, "contact")
-        if error is not None:
-            return error
-        assert body is not None
-        return await answer(request, fake.welcome(body))
+        return await handle(request, "contact", fake.welcome)
 
     @app.post("/cgi-bin/externalcontact/get_corp_tag_list")
     async def get_corp_tag_list(request: Request) -> JSONResponse:
-        body, error = await business(request, "contact")
-        if error is not None:
-            return error
-        return await answer(request, fake.tag_list())
+        return await handle(request, "contact", lambda _body: fake.tag_list())
 
     @app.post("/cgi-bin/externalcontact/add_corp_tag")
     async def add_corp_tag(request: Request) -> JSONResponse:
-        body, error = await business(request, "contact")
-        if error is not None:
-            return error
-        assert body is not None
-        return await answer(request, fake.add_tags(body))
+        return await handle(request, "contact", fake.add_tags)
 
     @app.post("/cgi-bin/externalcontact/mark_tag")
     async def mark_tag(request: Request) -> JSONResponse:
-        body, error = await business(request, "contact")
-        if error is not None:
-            return error
-        assert body is not None
-        return await answer(request, fake.mark_tag(body))
+        return await handle(request, "contact", fake.mark_tag)
 
     @app.post("/cgi-bin/externalcontact/get_groupmsg_send_result")
     async def get_groupmsg_send_result(request: Request) -> JSONResponse:
-        body, error = await business(request, "contact")
-        if error is not None:
-            return error
-        assert body is not None
-        return await answer(request, fake.send_result(body))
+        return await handle(request, "contact", fake.send_result)
 
     @app.post("/_fake/confirm")
     async def confirm(request: Request) -> JSONResponse:

@@ -18,27 +18,34 @@ from tests.helpers import eventually
 SENDS = 200
 
 
+async def private_runtime(stack: Stack, yaml_text: str, **settings: object) -> tuple[Runtime, str]:
+    """A runtime of its own (task queue, WeCom settings) on the shared servers, with one active journey."""
+    plan = compile_text(yaml_text)
+    overrides = {"temporal_task_queue": f"{plan.journey_id}-{uuid.uuid4().hex[:8]}", **settings}
+    rt = await Runtime.open(stack.rt.settings.model_copy(update=overrides), temporal=stack.rt.temporal)
+    await asyncio.to_thread(rt.store.create_version, yaml_text=yaml_text, plan=plan, author="test")
+    await Lifecycle(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue).activate(
+        plan.journey_id
+    )
+    return rt, rt.settings.temporal_task_queue
+
+
 async def test_every_message_delivered_exactly_once_under_twenty_percent_faults(stack: Stack) -> None:
     jid = f"faults-{uuid.uuid4().hex[:6]}"
-    settings = stack.rt.settings.model_copy(update={"temporal_task_queue": f"faults-{uuid.uuid4().hex[:8]}",
-                                                    "wecom_timeout_s": 1.0})  # fmt: skip
-    rt = await Runtime.open(settings, temporal=stack.rt.temporal)
-    fake = stack.fake_state
-    random.seed(20261122)
-    calls_before, revocations_before = fake.gettoken_calls, fake.revocations
-    try:
-        plan = compile_text(f"""
+    rt, queue = await private_runtime(stack, f"""
 journey: {jid}
 trigger: {{event: fault.test}}
 steps:
   - send: {{channel: wecom.app, to: "staff{{{{ trigger.n }}}}", text: "{jid} #{{{{ trigger.n }}}}"}}
     timeout: 10s
     retry: {{max_attempts: 30, initial: 1s, backoff: 1.0, max_interval: 1s}}
-""")
-        await asyncio.to_thread(rt.store.create_version, yaml_text="-", plan=plan, author="test")
-        await Lifecycle(rt.store, rt.redis, rt.temporal, task_queue=settings.temporal_task_queue).activate(jid)
+""", wecom_timeout_s=1.0)  # fmt: skip
+    fake = stack.fake_state
+    random.seed(20261122)
+    calls_before, revocations_before = fake.gettoken_calls, fake.revocations
+    try:
         fake.config.fail_rate, fake.config.fail_errcodes, fake.config.timeout_s = 0.2, [-1, 45009, 42001, 0], 2.0
-        dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=settings.temporal_task_queue)
+        dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=queue)
         async with build_worker(rt):
             await dispatcher.accept([IncomingEvent(event_id=f"{jid}-{n}", customer_id=f"{jid}-c{n}", name="fault.test",
                                                    properties={"n": n}) for n in range(SENDS)])  # fmt: skip
@@ -71,22 +78,17 @@ steps:
 
 async def test_customer_mass_send_waits_for_confirmation_and_respects_the_quota(stack: Stack) -> None:
     jid = f"confirm-{uuid.uuid4().hex[:6]}"
-    settings = stack.rt.settings.model_copy(update={"temporal_task_queue": f"confirm-{uuid.uuid4().hex[:8]}",
-                                                    "wecom_confirm_poll_s": 0.5})  # fmt: skip
-    rt = await Runtime.open(settings, temporal=stack.rt.temporal)
-    fake = stack.fake_state
-    try:
-        fake.config.auto_confirm, fake.config.monthly_quota = False, 1
-        plan = compile_text(f"""
+    rt, queue = await private_runtime(stack, f"""
 journey: {jid}
 trigger: {{event: promo, key: event.n}}
 steps:
   - send: {{channel: wecom.customer, sender: zhangsan, text: "{jid} #{{{{ trigger.n }}}}"}}
-""")
-        await asyncio.to_thread(rt.store.create_version, yaml_text="-", plan=plan, author="test")
-        await Lifecycle(rt.store, rt.redis, rt.temporal, task_queue=settings.temporal_task_queue).activate(jid)
+""", wecom_confirm_poll_s=0.5)  # fmt: skip
+    fake = stack.fake_state
+    try:
+        fake.config.auto_confirm, fake.config.monthly_quota = False, 1
         await asyncio.to_thread(rt.store.put_customer, f"{jid}-c", {"external_userid": f"wm-{jid}"})
-        dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=settings.temporal_task_queue)
+        dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=queue)
         async with build_worker(rt):
             for n in (1, 2):
                 await dispatcher.accept([IncomingEvent(event_id=f"{jid}-{n}", customer_id=f"{jid}-c", name="promo",
