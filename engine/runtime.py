@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import httpx
@@ -40,6 +41,8 @@ class Runtime:
         """Connect to everything the settings name."""
         if not settings.redis_url:
             raise ValueError("REDIS_URL is not set (journeys up starts an embedded Redis and sets it)")
+        # httpx logs every request URL at INFO, and WeCom URLs carry the access token.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         store = Store(make_engine(settings.resolved_database_url()))
         redis = Redis.from_url(settings.redis_url)
         http = httpx.AsyncClient(

@@ -403,3 +403,19 @@ async def test_tag_steps_mark_tags_in_wecom_creating_them_once(env: Env) -> None
     assert env.fake.corp_tags["Journeys"] == ids, "existing tags are reused, not created again"
     assert await steps.tag(TagInput(customer_id="local", add=["x"], remove=[])) == ["x"]
     assert ("", "local") not in env.fake.customer_tags
+
+
+async def test_tokens_and_secrets_never_reach_the_logs(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from engine.config import Settings
+    from engine.runtime import Runtime
+
+    caplog.set_level(logging.DEBUG)
+    rt_settings = Settings(redis_url="redis://127.0.0.1:1/0", database_url="sqlite://", wecom_base_url=env.server.url)
+    rt = await Runtime.open(rt_settings, temporal=object())  # type: ignore[arg-type]
+    await rt.close()
+    client = env.client()
+    await client.send_app_message(TEXT)
+    token = await client.token("app")
+    assert token not in caplog.text and FAKE_APP_SECRET not in caplog.text
