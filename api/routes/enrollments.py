@@ -6,11 +6,14 @@ import asyncio
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from temporalio.service import RPCError
+from fastapi import APIRouter, Path, Query
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import CallerDep, RuntimeDep
+from engine.errors import JourneyStateError
 from engine.temporal import query_status
+from workflows.messages import OperatorExit
 
 router = APIRouter(tags=["enrollments"])
 
@@ -55,3 +58,32 @@ async def list_messages(
     """The message log: every send attempt with content, status and reason."""
     rows = await asyncio.to_thread(rt.store.list_messages, journey_id=journey, customer_id=customer, limit=limit)
     return [r.model_dump() for r in rows]
+
+
+@router.post("/v1/enrollments/{enrollment_id}/{action}")
+async def act_on_enrollment(
+    enrollment_id: str,
+    action: Annotated[str, Path(pattern="^(exit|retry|skip)$")],
+    rt: RuntimeDep,
+    _: CallerDep,
+) -> dict[str, Any]:
+    """Operator action on one enrollment: ``exit``, ``retry`` or ``skip`` a parked step.
+
+    An illegal transition (retrying an enrollment that is not parked, exiting one that
+    already ended) is refused by the workflow's validator and answered 409.
+    """
+    row = await asyncio.to_thread(rt.store.get_enrollment, enrollment_id)
+    handle = rt.temporal.get_workflow_handle(row.workflow_id, run_id=None)
+    args = [OperatorExit(reason="operator")] if action == "exit" else []
+    try:
+        result = await handle.execute_update(action, *args)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = getattr(cause, "message", None) or str(cause or exc)
+        raise JourneyStateError(message, current=row.status, requested=action) from exc
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise JourneyStateError(f"enrollment is not running ({exc.message})", current=row.status,
+                                    requested=action) from exc  # fmt: skip
+        raise
+    return {"enrollment_id": enrollment_id, "action": action, "result": result}
