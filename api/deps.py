@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated
+import asyncio
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
+from api.auth import Caller, authenticate
 from engine.dispatch import Dispatcher
 from engine.lifecycle import Lifecycle
 from engine.runtime import Runtime
@@ -27,21 +28,35 @@ def get_lifecycle(request: Request) -> Lifecycle:
     return request.app.state.lifecycle  # type: ignore[no-any-return]
 
 
-def require_key(request: Request) -> str:
-    """Check ``Authorization: Bearer <key>``; returns the caller's identity."""
+async def require_key(request: Request) -> Caller:
+    """Check ``Authorization: Bearer <key>``; returns the caller."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(
-            401, "missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
-        )
-    admin_key: str = request.app.state.admin_key
-    if not admin_key or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
-        raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
-    return "admin"
+        raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'",
+                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+    rt = request.app.state.runtime
+    caller = await asyncio.to_thread(authenticate, rt.store, token.strip(), request.app.state.admin_key)
+    if caller is None:
+        raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    return caller
+
+
+def require(role: str) -> Any:
+    """A dependency that admits callers whose role includes ``role``."""
+
+    async def check(caller: Annotated[Caller, Depends(require_key)]) -> Caller:
+        if not caller.can(role):
+            raise HTTPException(403, f"this needs the {role} role; your key is {caller.role}")
+        return caller
+
+    return Depends(check)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
-CallerDep = Annotated[str, Depends(require_key)]
+CallerDep = Annotated[Caller, require("viewer")]
+MarketerDep = Annotated[Caller, require("marketer")]
+OperatorDep = Annotated[Caller, require("operator")]
+AdminDep = Annotated[Caller, require("admin")]

@@ -13,7 +13,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import Response
 
 from api import errors
-from api.routes import customers, enrollments, events, health, journeys, wecom
+from api.routes import customers, enrollments, events, health, journeys, keys, wecom
 from engine.dispatch import Dispatcher
 from engine.lifecycle import Lifecycle
 from engine.runtime import Runtime
@@ -67,7 +67,7 @@ def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> F
     app.state.admin_key = admin_key
     app.add_middleware(_BodyLimit)
     errors.install(app)
-    for module in (health, journeys, events, customers, enrollments, wecom):
+    for module in (health, journeys, events, customers, enrollments, wecom, keys):
         app.include_router(module.router)
     return app
 

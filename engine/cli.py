@@ -254,6 +254,34 @@ def activate(
         _report(client.post(f"/v1/journeys/{journey_id}/activate", json={"version": version}))
 
 
+keys_app = typer.Typer(help="API keys (admin).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="viewer, marketer, operator or admin.")],
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+) -> None:
+    """Create a key; it is printed once."""
+    with _api_client() as client:
+        _report(client.post("/v1/keys", json={"name": name, "role": role}))
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    with _api_client() as client:
+        _report(client.get("/v1/keys"))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id.")]) -> None:
+    """Revoke a key; it stops working at once."""
+    with _api_client() as client:
+        _report(client.delete(f"/v1/keys/{key_id}"))
+
+
 def main() -> None:
     """Entry point of the ``journeys`` script."""
     try:

@@ -111,6 +111,33 @@ class ScheduleRunRow(SQLModel, table=True):
     finished_at: datetime
 
 
+class ApiKeyRow(SQLModel, table=True):
+    """An API key: only a hash of its secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True)
+    name: str
+    role: str  # viewer | marketer | operator | admin
+    secret_hash: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+
+
+class AuditRow(SQLModel, table=True):
+    """One operator or marketer action (append-only)."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
 class EffectRow(SQLModel, table=True):
     """The recorded result of a side effect, keyed by (enrollment, step, visit).
 

@@ -17,6 +17,8 @@ from sqlmodel import Session, col, select
 
 from engine.errors import JourneyStateError, NotFoundError
 from engine.models import (
+    ApiKeyRow,
+    AuditRow,
     CustomerRow,
     EffectRow,
     EnrollmentRow,
@@ -490,6 +492,54 @@ class Store:
             q = q.where(EnrollmentRow.status == status)
         with self._session() as s:
             return list(s.exec(q.order_by(col(EnrollmentRow.entered_at).desc()).limit(limit)))
+
+    # -- keys and audit -------------------------------------------------------------
+
+    def add_key(self, row: ApiKeyRow) -> None:
+        """Store a new API key (its secret hash)."""
+        with self._session() as s:
+            s.add(row)
+            s.commit()
+
+    def get_key(self, key_id: str) -> ApiKeyRow | None:
+        """An API key by id."""
+        with self._session() as s:
+            return s.get(ApiKeyRow, key_id)
+
+    def list_keys(self) -> list[ApiKeyRow]:
+        """Every key, newest first."""
+        with self._session() as s:
+            return list(s.exec(select(ApiKeyRow).order_by(col(ApiKeyRow.created_at).desc())))
+
+    def revoke_key(self, key_id: str) -> ApiKeyRow:
+        """Revoke a key (it stops working at once).
+
+        Raises:
+            NotFoundError: No such key.
+        """
+        with self._session() as s:
+            row = s.get(ApiKeyRow, key_id)
+            if row is None:
+                raise NotFoundError("api key", key_id)
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                s.add(row)
+                s.commit()
+            return row
+
+    def audit(self, *, actor: str, action: str, target: str, details: dict[str, Any] | None = None) -> None:
+        """Append one entry to the audit log."""
+        with self._session() as s:
+            s.add(AuditRow(at=utcnow(), actor=actor, action=action, target=target, details=details or {}))
+            s.commit()
+
+    def list_audit(self, *, target: str | None = None, limit: int = 200) -> list[AuditRow]:
+        """Audit entries, newest first."""
+        q = select(AuditRow)
+        if target:
+            q = q.where(AuditRow.target == target)
+        with self._session() as s:
+            return list(s.exec(q.order_by(col(AuditRow.id).desc()).limit(limit)))
 
     # -- message log --------------------------------------------------------------
 

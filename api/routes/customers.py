@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
 
-from api.deps import CallerDep, RuntimeDep
+from api.deps import CallerDep, MarketerDep, RuntimeDep
 from api.models import CustomerIn
 from engine.errors import NotFoundError
 
@@ -18,7 +18,7 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
 
 @router.put("/{customer_id}")
 async def put_customer(
-    customer_id: CustomerId, body: Annotated[CustomerIn, Body()], rt: RuntimeDep, _: CallerDep
+    customer_id: CustomerId, body: Annotated[CustomerIn, Body()], rt: RuntimeDep, _: MarketerDep
 ) -> dict[str, Any]:
     """Create or replace a profile (attributes, tags, time zone, WeCom ids, consent)."""
     profile = body.model_dump(exclude_none=True)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import CallerDep, RuntimeDep
+from api.deps import CallerDep, OperatorDep, RuntimeDep
 from engine.errors import JourneyStateError
 from engine.temporal import query_status
 from workflows.messages import OperatorExit
@@ -65,7 +65,7 @@ async def act_on_enrollment(
     enrollment_id: str,
     action: Annotated[str, Path(pattern="^(exit|retry|skip)$")],
     rt: RuntimeDep,
-    _: CallerDep,
+    caller: OperatorDep,
 ) -> dict[str, Any]:
     """Operator action on one enrollment: ``exit``, ``retry`` or ``skip`` a parked step.
 
@@ -86,4 +86,6 @@ async def act_on_enrollment(
             raise JourneyStateError(f"enrollment is not running ({exc.message})", current=row.status,
                                     requested=action) from exc  # fmt: skip
         raise
+    await asyncio.to_thread(rt.store.audit, actor=caller.key_id, action=f"enrollment.{action}", target=enrollment_id,
+                            details={"journey": row.journey_id, "customer": row.customer_id})  # fmt: skip
     return {"enrollment_id": enrollment_id, "action": action, "result": result}

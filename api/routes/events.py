@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
-from api.deps import CallerDep, DispatcherDep
+from api.deps import DispatcherDep, MarketerDep
 from api.models import EventAccepted, EventBatch, EventIn, EventsAccepted
 from engine.dispatch import IncomingEvent
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 @router.post("", status_code=202, response_model=EventsAccepted)
 async def post_events(
-    dispatcher: DispatcherDep, _: CallerDep, body: Annotated[EventIn | EventBatch, Body()]
+    dispatcher: DispatcherDep, _: MarketerDep, body: Annotated[EventIn | EventBatch, Body()]
 ) -> EventsAccepted:
     """Accept one event or ``{"events": [...]}``; idempotent on ``event_id``.
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 
-from api.deps import CallerDep, LifecycleDep, RuntimeDep
+from api.deps import CallerDep, LifecycleDep, MarketerDep, OperatorDep, RuntimeDep
 from api.models import ActivateIn, JourneyCreated, JourneyOut, PauseIn
 from engine.compiler import compile_text
 
@@ -37,7 +37,7 @@ steps:
 async def create_version(
     request: Request,
     rt: RuntimeDep,
-    caller: CallerDep,
+    caller: MarketerDep,
     filename: Annotated[str, Query(max_length=200)] = "journey.yaml",
 ) -> JourneyCreated:
     """Validate, compile and store a new version of a journey (YAML body)."""
@@ -52,7 +52,9 @@ async def create_version(
     except UnicodeDecodeError as exc:
         raise HTTPException(422, "journey YAML must be UTF-8") from exc
     plan = compile_text(text, source=filename)
-    row, version = await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author=caller)
+    row, version = await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author=caller.key_id)
+    await asyncio.to_thread(rt.store.audit, actor=caller.key_id, action="journey.version", target=row.id,
+                            details={"version": version, "plan_hash": plan.plan_hash})  # fmt: skip
     return JourneyCreated(journey=row.id, version=version, status=row.status, plan_hash=plan.plan_hash)
 
 
@@ -85,28 +87,37 @@ async def get_version(journey_id: str, version: int, rt: RuntimeDep, _: CallerDe
 
 @router.post("/{journey_id}/activate", response_model=JourneyOut)
 async def activate(
-    journey_id: str, lifecycle: LifecycleDep, _: CallerDep, body: Annotated[ActivateIn | None, Body()] = None
+    journey_id: str,
+    lifecycle: LifecycleDep,
+    rt: RuntimeDep,
+    caller: OperatorDep,
+    body: Annotated[ActivateIn | None, Body()] = None,
 ) -> Any:
     """Start admitting customers with a version (default: the latest)."""
-    return await lifecycle.activate(journey_id, body.version if body else None)
+    row = await lifecycle.activate(journey_id, body.version if body else None)
+    await _audit(rt, caller, "journey.activate", journey_id, {"version": row.active_version})
+    return row
 
 
 @router.post("/{journey_id}/pause", response_model=JourneyOut)
-async def pause(journey_id: str, lifecycle: LifecycleDep, _: CallerDep,
+async def pause(journey_id: str, lifecycle: LifecycleDep, rt: RuntimeDep, caller: OperatorDep,
                 body: Annotated[PauseIn | None, Body()] = None) -> Any:  # fmt: skip
     """Stop admissions now; running enrollments hold before their next send or activity."""
     body = body or PauseIn()
     stale = body.stale_after.total_seconds() if body.stale_after else None
     try:
-        return await lifecycle.pause(journey_id, on_resume=body.on_resume, stale_after_s=stale)
+        row = await lifecycle.pause(journey_id, on_resume=body.on_resume, stale_after_s=stale)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
+    await _audit(rt, caller, "journey.pause", journey_id, {"on_resume": body.on_resume, "stale_after_s": stale})
+    return row
 
 
 @router.post("/{journey_id}/resume")
-async def resume(journey_id: str, lifecycle: LifecycleDep, _: CallerDep) -> dict[str, Any]:
+async def resume(journey_id: str, lifecycle: LifecycleDep, rt: RuntimeDep, caller: OperatorDep) -> dict[str, Any]:
     """Admit again and release held enrollments under the pause's policy."""
     row, released = await lifecycle.resume(journey_id)
+    await _audit(rt, caller, "journey.resume", journey_id, {"released": released})
     return {
         "journey": JourneyOut.model_validate(row, from_attributes=True).model_dump(mode="json"),
         "released": released,
@@ -114,7 +125,12 @@ async def resume(journey_id: str, lifecycle: LifecycleDep, _: CallerDep) -> dict
 
 
 @router.post("/{journey_id}/archive")
-async def archive(journey_id: str, lifecycle: LifecycleDep, _: CallerDep) -> dict[str, Any]:
+async def archive(journey_id: str, lifecycle: LifecycleDep, rt: RuntimeDep, caller: OperatorDep) -> dict[str, Any]:
     """End every running enrollment (exit_reason operator) and admit none, for good."""
     row, ended = await lifecycle.archive(journey_id)
+    await _audit(rt, caller, "journey.archive", journey_id, {"ended": ended})
     return {"journey": JourneyOut.model_validate(row, from_attributes=True).model_dump(mode="json"), "ended": ended}
+
+
+async def _audit(rt: Any, caller: Any, action: str, target: str, details: dict[str, Any]) -> None:
+    await asyncio.to_thread(rt.store.audit, actor=caller.key_id, action=action, target=target, details=details)

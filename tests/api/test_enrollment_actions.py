@@ -13,13 +13,16 @@ async def test_parked_enrollment_is_retried_after_the_cause_is_fixed(stack: Stac
     jid = f"parks-{uuid.uuid4().hex[:6]}"
     cid = f"c-{uuid.uuid4().hex[:6]}"
     async with stack.client() as api:
-        await deploy(api, f"""
+        await deploy(
+            api,
+            f"""
 journey: {jid}
 trigger: {{event: go}}
 steps:
   - send: {{channel: wecom.app, to: ops, text: "hi {{{{ customer.name }}}}"}}
   - wait: 1h
-""")
+""",
+        )
         await api.post("/v1/events", json={"customer_id": cid, "name": "go"})
 
         async def parked() -> list:
