@@ -84,9 +84,11 @@ async def _maintenance_loop(dispatcher: Dispatcher, rt: Runtime) -> None:
             if loop.time() - last_purge >= PURGE_INTERVAL_S:
                 horizon = datetime.now(UTC) - timedelta(days=rt.settings.journeys_event_retention_days)
                 purged = await asyncio.to_thread(rt.store.purge_events, older_than=horizon)
+                message_horizon = datetime.now(UTC) - timedelta(days=rt.settings.journeys_message_retention_days)
+                purged_messages = await asyncio.to_thread(rt.store.purge_messages, older_than=message_horizon)
                 last_purge = loop.time()
-                if purged:
-                    log.info("purged %d events older than %s", purged, horizon.date())
+                if purged or purged_messages:
+                    log.info("retention: purged %d events and %d message-log rows", purged, purged_messages)
         except Exception:  # noqa: BLE001 - keep going; the next round may succeed
             log.exception("event maintenance failed")
         await asyncio.sleep(RECOVERY_INTERVAL_S)

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
         journeys_data_dir: Where embedded state lives.
         journeys_event_retention_days: How long routed events stay in the history that
             ``count_events`` reads.
+        journeys_message_retention_days: How long the message log keeps send attempts
+            (domain.md's compliance rule: at least 6 months).
         journeys_webhook_secret: HMAC key that signs ``webhook`` step requests.
     """
 
@@ -62,6 +64,7 @@ class Settings(BaseSettings):
     journeys_admin_key: str = Field(default="", repr=False)
     journeys_data_dir: Path = Path(".journeys")
     journeys_event_retention_days: int = Field(default=90, ge=1)
+    journeys_message_retention_days: int = Field(default=180, ge=1)
     journeys_webhook_secret: str = Field(default="", repr=False)
 
     def resolved_database_url(self) -> str:

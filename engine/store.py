@@ -597,14 +597,34 @@ class Store:
             s.add(row)
             s.commit()
 
+    def purge_messages(self, *, older_than: datetime) -> int:
+        """Delete message-log rows older than the retention horizon. Returns how many."""
+        with self._session() as s:
+            result = s.exec(delete(MessageRow).where(col(MessageRow.at) < older_than))  # type: ignore[call-overload]
+            s.commit()
+            return int(result.rowcount or 0)
+
     def list_messages(
-        self, *, journey_id: str | None = None, customer_id: str | None = None, limit: int = 1000
+        self,
+        *,
+        journey_id: str | None = None,
+        customer_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+        limit: int = 1000,
     ) -> list[MessageRow]:
-        """Message log rows, oldest first."""
+        """Message log rows, oldest first, filtered by journey, customer, time and status."""
         q = select(MessageRow)
         if journey_id:
             q = q.where(MessageRow.journey_id == journey_id)
         if customer_id:
             q = q.where(MessageRow.customer_id == customer_id)
+        if since:
+            q = q.where(MessageRow.at >= since)
+        if until:
+            q = q.where(MessageRow.at < until)
+        if status:
+            q = q.where(MessageRow.status == status)
         with self._session() as s:
             return list(s.exec(q.order_by(col(MessageRow.at), col(MessageRow.id)).limit(limit)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -53,10 +54,16 @@ async def list_messages(
     _: CallerDep,
     customer: Annotated[str | None, Query()] = None,
     journey: Annotated[str | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="ISO time, inclusive")] = None,
+    until: Annotated[datetime | None, Query(description="ISO time, exclusive")] = None,
+    status: Annotated[str | None, Query(description="sent, skipped, deferred, failed, pending_confirmation")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     """The message log: every send attempt with content, status and reason."""
-    rows = await asyncio.to_thread(rt.store.list_messages, journey_id=journey, customer_id=customer, limit=limit)
+    rows = await asyncio.to_thread(
+        rt.store.list_messages, journey_id=journey, customer_id=customer, limit=limit,
+        since=since.astimezone(UTC) if since else None, until=until.astimezone(UTC) if until else None, status=status,
+    )  # fmt: skip
     return [r.model_dump() for r in rows]
 
 

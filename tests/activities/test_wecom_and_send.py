@@ -419,3 +419,20 @@ async def test_tokens_and_secrets_never_reach_the_logs(env: Env, caplog: pytest.
     await client.send_app_message(TEXT)
     token = await client.token("app")
     assert token not in caplog.text and FAKE_APP_SECRET not in caplog.text
+
+
+async def test_message_log_filters_and_retention(env: Env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    acts = SendActivities(env.store, env.client())
+    old, recent = "2026-04-01T02:00:00+00:00", "2026-11-23T02:00:00+00:00"
+    await acts.send(send_input(step="old", now=old))
+    await acts.send(send_input(step="new", now=recent))
+    cut = datetime(2026, 11, 1, tzinfo=UTC)
+    assert [r.step_id for r in env.store.list_messages(since=cut)] == ["new"]
+    assert [r.step_id for r in env.store.list_messages(until=cut)] == ["old"]
+    assert [r.step_id for r in env.store.list_messages(status="sent", customer_id="c1")] == ["old", "new"]
+    horizon = datetime(2026, 11, 23, tzinfo=UTC) - timedelta(days=180)
+    assert env.store.purge_messages(older_than=horizon) == 1
+    assert [r.step_id for r in env.store.list_messages()] == ["new"]
