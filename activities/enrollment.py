@@ -9,7 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 from temporalio import activity
 
-from engine import routing
+from engine import metrics, routing
 from engine.emitter import EngineEvents
 from engine.history import event_counter
 from engine.lifecycle import held_key, read_gate
@@ -67,6 +67,7 @@ class EnrollmentActivities:
         await routing.add_active(
             self._redis, inp.customer_id, inp.workflow_id, inp.listens if inp.listens is not None else ["*"]
         )
+        metrics.ENROLLED.labels(inp.journey_id).inc()
         await self._events.emit(
             event_id=f"{inp.enrollment_id}:entered", customer_id=inp.customer_id, name="journey.entered",
             at=row.entered_at,
@@ -110,6 +111,7 @@ class EnrollmentActivities:
             exit_reason=inp.exit_reason, at=datetime.fromisoformat(inp.at), path=inp.path, arm=inp.arm,
         )  # fmt: skip
         if inp.status == "exited":
+            metrics.EXITED.labels(inp.journey_id, inp.exit_reason or "unknown").inc()
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
             await self._events.emit(
                 event_id=f"{inp.enrollment_id}:exited", customer_id=inp.customer_id, name="journey.exited",

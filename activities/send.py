@@ -15,6 +15,7 @@ from activities.policy import CapLedger, opted_out, quiet_until
 from activities.steps import customer_zone
 from activities.wecom import WeComClient, WeComError
 from activities.wecom.ratelimit import RateLimited
+from engine import metrics
 from engine.emitter import EngineEvents
 from engine.models import MessageRow
 from engine.store import Store, utcnow
@@ -88,8 +89,14 @@ class SendActivities:
         try:
             result = await self.deliver_once(inp)
         except ApplicationError as exc:
-            await self._emit(inp, "message.failed", {"reason": exc.type, "error": exc.message})
+            metrics.SENDS.labels(inp.channel, "retry" if not exc.non_retryable else "failed", exc.type or "").inc()
+            if exc.non_retryable:
+                await self._emit(inp, "message.failed", {"reason": exc.type, "error": exc.message})
             raise
+        except WeComError as exc:
+            metrics.SENDS.labels(inp.channel, "retry", f"wecom_{exc.errcode}").inc()
+            raise
+        metrics.SENDS.labels(inp.channel, result.status, result.reason or "").inc()
         if result.status == "sent":
             await self._emit(inp, "message.sent", {"msgid": result.msgid})
         elif result.status == "failed":

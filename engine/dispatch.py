@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from engine import routing
+from engine import metrics, routing
 from engine.history import event_counter
 from engine.models import EventRow
 from engine.plan import JourneyPlan
@@ -135,6 +135,8 @@ class Dispatcher:
             for e in events
         ]
         fresh = await asyncio.to_thread(self._store.insert_events, rows)
+        for is_new in fresh:
+            metrics.EVENTS.labels("new" if is_new else "duplicate").inc()
         if route_in_background:
             # Durable now; routing follows (the recovery loop covers a crash meanwhile).
             new_rows = [row for row, is_new in zip(rows, fresh, strict=True) if is_new]

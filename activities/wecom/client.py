@@ -16,6 +16,7 @@ import httpx
 from redis.asyncio import Redis
 
 from activities.wecom.ratelimit import PER_API, PER_MEMBER, PER_ROBOT, Limit, RateLimiter
+from engine import metrics
 
 #: Codes meaning "the token is bad": refresh it and retry the call once.
 TOKEN_ERRCODES = frozenset({40014, 42001})
@@ -46,6 +47,7 @@ class WeComError(Exception):
         self.errcode = errcode
         self.errmsg = errmsg
         self.body = body or {}
+        metrics.WECOM_ERRORS.labels(str(errcode)).inc()
         # A token error that survives the one refresh (WeCom revoked the new token too) is
         # still transient: a later attempt gets a fresh token.
         self.retryable = errcode in RETRYABLE_ERRCODES or errcode in TOKEN_ERRCODES or errcode == -2

@@ -6,12 +6,20 @@ import asyncio
 from datetime import timedelta
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from api.deps import RuntimeDep
+from engine import metrics
 
 router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics")
+async def prometheus_metrics() -> Response:
+    """Prometheus metrics: events, enrollments, sends, activity latency, WeCom errcodes."""
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/healthz")

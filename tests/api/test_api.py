@@ -123,3 +123,29 @@ async def test_event_validation_and_limits(stack: Stack) -> None:
         )
         assert batch.status_code == 202
         assert [a["duplicate"] for a in batch.json()["accepted"]] == [False, True]
+
+
+async def test_metrics_count_what_happened(stack: Stack) -> None:
+    import re
+
+    from tests.e2e.test_walking_skeleton import deploy, fake_messages
+    from tests.helpers import eventually
+
+    jid = f"metrics-{uuid.uuid4().hex[:6]}"
+    async with stack.client() as api:
+        await deploy(api, f"journey: {jid}\ntrigger: {{event: ping}}\nsteps:\n  - send: {{channel: wecom.app, to: ops, "
+                          f"text: 'metric {jid}'}}\n")  # fmt: skip
+        await api.post("/v1/events", json={"event_id": f"{jid}-1", "customer_id": f"{jid}-c", "name": "ping"})
+        await api.post("/v1/events", json={"event_id": f"{jid}-1", "customer_id": f"{jid}-c", "name": "ping"})
+        await eventually(lambda: fake_messages(stack, text=f"metric {jid}"), until=lambda m: len(m) == 1)
+
+        async def scrape() -> str:
+            return (await api.get("/metrics")).text
+
+        text = await eventually(
+            scrape, until=lambda t: f'journeys_enrollments_exited_total{{journey="{jid}",reason="completed"}}' in t
+        )
+    assert f'journeys_enrollments_started_total{{journey="{jid}"}} 1.0' in text
+    assert re.search(r'journeys_events_accepted_total\{outcome="duplicate"\} [1-9]', text)
+    assert re.search(r'journeys_sends_total\{channel="wecom.app",reason="",status="sent"\} [1-9]', text)
+    assert 'journeys_activity_seconds_count{activity="journeys.send",outcome="ok"}' in text
