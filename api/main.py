@@ -80,7 +80,7 @@ async def _maintenance_loop(dispatcher: Dispatcher, rt: Runtime) -> None:
         try:
             routed = await dispatcher.recover()
             if routed:
-                log.warning("re-routed %d events whose routing had been interrupted", routed)
+                log.warning("re-routed %d events whose routing had been interrupted", len(routed))
             if loop.time() - last_purge >= PURGE_INTERVAL_S:
                 horizon = datetime.now(UTC) - timedelta(days=rt.settings.journeys_event_retention_days)
                 purged = await asyncio.to_thread(rt.store.purge_events, older_than=horizon)

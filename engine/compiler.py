@@ -42,10 +42,9 @@ PROTECTED_ATTRIBUTES = frozenset({"id"})
 
 @dataclass
 class Compiled:
-    """A compiled journey and anything the author should know that is not an error."""
+    """A compiled journey (room for non-fatal notes to the author when there are any)."""
 
     plan: p.JourneyPlan
-    warnings: list[Problem] = field(default_factory=list)
 
 
 @dataclass
@@ -53,14 +52,10 @@ class _Ctx:
     index: LineIndex
     registry: ActivityRegistry
     problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
     ids: dict[str, tuple[PathPart, ...]] = field(default_factory=dict)
 
     def add(self, path: Iterable[PathPart], message: str) -> None:
         self.problems.append(self.index.problem(tuple(path), message))
-
-    def warn(self, path: Iterable[PathPart], message: str) -> None:
-        self.warnings.append(self.index.problem(tuple(path), message))
 
     def rule(self, source: str | None, path: tuple[PathPart, ...], names: frozenset[str]) -> None:
         if source is None:
@@ -467,7 +462,7 @@ def compile_spec(spec: s.JourneySpec, index: LineIndex, *, source: str,
         registry: Activities ``activity:`` steps may name (default: the global registry).
 
     Returns:
-        The plan, stamped with its hash, and warnings.
+        The plan, stamped with its hash.
 
     Raises:
         SpecError: With every problem found.
@@ -488,11 +483,11 @@ def compile_spec(spec: s.JourneySpec, index: LineIndex, *, source: str,
                                                   key=spec.trigger.key, schedule=spec.trigger.schedule),
         audience=spec.audience, vars=spec.vars, start=start, nodes=tuple(nodes), **header,
     )  # fmt: skip
-    return Compiled(plan=plan.with_hash(), warnings=ctx.warnings)
+    return Compiled(plan=plan.with_hash())
 
 
 def compile_journey(text: str, *, source: str = "<journey>", registry: ActivityRegistry | None = None) -> Compiled:
-    """Parse and compile a journey document, keeping warnings.
+    """Parse and compile a journey document.
 
     Raises:
         SpecError: Any problem, located by file, YAML path and line.
@@ -502,7 +497,7 @@ def compile_journey(text: str, *, source: str = "<journey>", registry: ActivityR
 
 
 def compile_text(text: str, *, source: str = "<journey>", registry: ActivityRegistry | None = None) -> p.JourneyPlan:
-    """Parse and compile a journey document in one call (warnings dropped).
+    """Parse and compile a journey document and return just the plan.
 
     Raises:
         SpecError: Any problem, located by file, YAML path and line.

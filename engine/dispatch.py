@@ -270,8 +270,8 @@ class Dispatcher:
             out.append((version, plan, key))
         return out
 
-    async def recover(self, *, older_than: timedelta = timedelta(seconds=30)) -> int:
-        """Route events whose routing was interrupted. Returns how many were routed."""
+    async def recover(self, *, older_than: timedelta = timedelta(seconds=30)) -> list[str]:
+        """Route events whose routing was interrupted. Returns the ids of those routed now."""
         rows = await asyncio.to_thread(self._store.undispatched_events, received_before=datetime.now(UTC) - older_than)
         done = []
         for row in rows:
@@ -282,4 +282,4 @@ class Dispatcher:
                 continue
             done.append(row.event_id)
         await asyncio.to_thread(self._store.mark_dispatched, done)
-        return len(done)
+        return done

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -43,10 +44,16 @@ def test_schema_describes_steps_channels_and_activities() -> None:
 
 
 def test_shared_examples_are_the_ones_the_project_ships_against() -> None:
-    if not SHARED.is_dir():
-        pytest.skip("shared/ is not beside this checkout")
-    for path in EXAMPLES.rglob("*.yaml"):
-        assert path.read_text() == (SHARED / path.relative_to(EXAMPLES)).read_text(), f"{path.name} drifted"
+    # The copies match the checksums recorded from shared/examples; when shared/ is beside
+    # this checkout (as in CI) they must also equal it, so a change there is noticed.
+    recorded = dict(line.split()[::-1] for line in (EXAMPLES / "SHA256SUMS").read_text().splitlines())
+    copies = sorted(f"./{p.relative_to(EXAMPLES)}" for p in EXAMPLES.rglob("*.yaml"))
+    assert copies == sorted(recorded), "the manifest lists exactly the copied examples"
+    for name in copies:
+        data = (EXAMPLES / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == recorded[name], f"{name} changed without its checksum"
+        if SHARED.is_dir():
+            assert data == (SHARED / name).read_bytes(), f"{name} drifted from shared/examples"
 
 
 @pytest.mark.parametrize("path", EXAMPLE_JOURNEYS, ids=lambda p: p.stem)
