@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from temporalio import activity
 
 from engine import metrics, routing
+from engine.counters import CounterKey
 from engine.emitter import EngineEvents
 from engine.history import event_counter
 from engine.lifecycle import held_key, read_gate
@@ -22,12 +23,14 @@ from workflows.messages import (
     CONVERTED,
     FINISH,
     GATE,
+    TALLY,
     AdmitInput,
     AdmitResult,
     ConvertedInput,
     FinishInput,
     GateInput,
     GateState,
+    TallyInput,
 )
 
 
@@ -137,13 +140,19 @@ class EnrollmentActivities:
     async def converted(self, inp: ConvertedInput) -> None:
         """Record a goal conversion and emit ``journey.converted``."""
         at = datetime.fromisoformat(inp.at)
-        await asyncio.to_thread(self._store.mark_converted, inp.enrollment_id, at=at)
+        await asyncio.to_thread(self._store.mark_converted, inp.enrollment_id, at=at, arms=inp.arms)
         await self._events.emit(
             event_id=f"{inp.enrollment_id}:converted", customer_id=inp.customer_id, name="journey.converted",
             at=at,
             properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=activity.info().workflow_id,
                               goal_event_id=inp.event_id),  # fmt: skip
         )  # fmt: skip
+
+    @activity.defn(name=TALLY)
+    async def tally(self, inp: TallyInput) -> None:
+        """Add a batch of step counts to the journey's counters, once per (enrollment, seq)."""
+        changes = [(CounterKey(inp.journey_id, inp.version, e.metric, e.step, e.label), 1) for e in inp.entries]
+        await asyncio.to_thread(self._store.apply_tally, f"{inp.enrollment_id}:tally:{inp.seq}", changes)
 
 
 def _props(journey_id: str, version: int, enrollment_id: str, **extra: Any) -> dict[str, Any]:

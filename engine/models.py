@@ -180,3 +180,22 @@ class MessageRow(SQLModel, table=True):
     response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     at: datetime
     created_at: datetime
+
+
+class CounterRow(SQLModel, table=True):
+    """One exact counter of a journey version, kept in the transaction that changes what it counts.
+
+    ``metric`` names what is counted (``step.entered``, ``send``, ``arm.enrolled``...), ``step``
+    the plan node it belongs to ('' for journey-wide counters) and ``label`` the breakdown
+    (a send's ``status|reason``, an arm, an exit reason). Stats read these rows instead of
+    scanning the message log or the enrollments.
+    """
+
+    __tablename__ = "journey_counters"
+
+    journey_id: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    metric: str = Field(primary_key=True)
+    step: str = Field(default="", primary_key=True)
+    label: str = Field(default="", primary_key=True)
+    value: int = 0

@@ -15,10 +15,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from engine import counters
+from engine.counters import CounterKey, bump, send_label
 from engine.errors import JourneyStateError, NotFoundError
 from engine.models import (
     ApiKeyRow,
     AuditRow,
+    CounterRow,
     CustomerRow,
     EffectRow,
     EnrollmentRow,
@@ -429,6 +432,7 @@ class Store:
             if s.get(EnrollmentRow, row.enrollment_id) is not None:
                 return True  # the same run retried its admission activity
             s.add(row)
+            bump(s, [(CounterKey(row.journey_id, row.version, counters.ENROLLED), 1)])
             try:
                 s.commit()
                 return True
@@ -440,9 +444,11 @@ class Store:
                           path: list[str] | None = None, arm: str | None = None) -> None:  # fmt: skip
         """Record how an enrollment ended (or that it needs attention), with its path and arm."""
         with self._session() as s:
-            row = s.get(EnrollmentRow, enrollment_id)
+            row = s.get(EnrollmentRow, enrollment_id, with_for_update=True)
             if row is None:
                 return
+            if status == "exited" and row.status != "exited":  # counted once, however often retried
+                bump(s, [(CounterKey(row.journey_id, row.version, counters.EXITED, "", exit_reason or ""), 1)])
             row.status = status
             row.exit_reason = exit_reason
             row.exited_at = at if status == "exited" else None
@@ -453,14 +459,43 @@ class Store:
             s.add(row)
             s.commit()
 
-    def mark_converted(self, enrollment_id: str, *, at: datetime) -> None:
-        """Record an enrollment's goal conversion (first one wins)."""
+    def mark_converted(self, enrollment_id: str, *, at: datetime, arms: dict[str, str] | None = None) -> None:
+        """Record an enrollment's goal conversion (first one wins), counted for it and its split arms."""
         with self._session() as s:
-            row = s.get(EnrollmentRow, enrollment_id)
+            row = s.get(EnrollmentRow, enrollment_id, with_for_update=True)
             if row is not None and row.converted_at is None:
                 row.converted_at = at
                 s.add(row)
+                j, v = row.journey_id, row.version
+                per_arm = [(CounterKey(j, v, counters.ARM_CONVERTED, k, a), 1) for k, a in (arms or {}).items()]
+                bump(s, [(CounterKey(j, v, counters.CONVERTED), 1), *per_arm])
                 s.commit()
+
+    def apply_tally(self, key: str, changes: Sequence[tuple[CounterKey, int]]) -> bool:
+        """Add an enrollment's step counts once per ``key`` (a retried flush adds nothing).
+
+        Returns:
+            False when this key was applied before.
+        """
+        with self._session() as s:
+            if s.get(EffectRow, key) is not None:
+                return False
+            s.add(EffectRow(key=key, result={"counters": len(changes)}, created_at=utcnow()))
+            bump(s, changes)
+            try:
+                s.commit()
+                return True
+            except IntegrityError:  # a concurrent attempt with the same key won
+                s.rollback()
+                return False
+
+    def counters(self, journey_id: str, version: int | None = None) -> list[CounterRow]:
+        """Every counter of a journey (of one version, if given)."""
+        q = select(CounterRow).where(CounterRow.journey_id == journey_id)
+        if version is not None:
+            q = q.where(CounterRow.version == version)
+        with self._session() as s:
+            return list(s.exec(q))
 
     def get_enrollment(self, enrollment_id: str) -> EnrollmentRow:
         """One enrollment.
@@ -550,6 +585,7 @@ class Store:
             if existing is not None:
                 return existing
             s.add(row)
+            bump(s, [(_send_counter(row), 1)])
             try:
                 s.commit()
                 return None
@@ -561,8 +597,7 @@ class Store:
         """Record the final outcome of an attempt that was waiting (a confirmed mass send)."""
         with self._session() as s:
             row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == idempotency_key)).one()
-            row.status = status
-            row.reason = reason
+            _restatus(s, row, status, reason)
             s.add(row)
             s.commit()
 
@@ -585,8 +620,7 @@ class Store:
         """Record the outcome of a send attempt."""
         with self._session() as s:
             row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == idempotency_key)).one()
-            row.status = status
-            row.reason = reason
+            _restatus(s, row, status, reason)
             row.response = response
             if content is not None:
                 row.content = content
@@ -628,3 +662,15 @@ class Store:
             q = q.where(MessageRow.status == status)
         with self._session() as s:
             return list(s.exec(q.order_by(col(MessageRow.at), col(MessageRow.id)).limit(limit)))
+
+
+def _send_counter(row: MessageRow) -> CounterKey:
+    return CounterKey(row.journey_id, row.version, counters.SEND, row.step_id, send_label(row.status, row.reason))
+
+
+def _restatus(session: Session, row: MessageRow, status: str, reason: str | None) -> None:
+    """Change a message's status and reason, moving it between send counters in the same transaction."""
+    before = _send_counter(row)
+    row.status = status
+    row.reason = reason
+    bump(session, [(before, -1), (_send_counter(row), 1)])

@@ -53,6 +53,7 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
         enrollment.admit,
         enrollment.finish,
         enrollment.converted,
+        enrollment.tally,
         enrollment.gate,
         MatchActivities(rt.store).match,
         sends.send,

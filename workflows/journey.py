@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         SEND,
         STATUS_QUERY,
         TAG,
+        TALLY,
         UPDATE,
         ActivityCall,
         AdmitInput,
@@ -75,10 +76,16 @@ with workflow.unsafe.imports_passed_through():
         SendInput,
         SendResult,
         TagInput,
+        TallyEntry,
+        TallyInput,
         UpdateInput,
     )
 
 _LOCAL = timedelta(seconds=30)
+#: Counter metrics (engine.counters; repeated here because workflows import no I/O modules).
+_STEP_ENTERED = "step.entered"
+_STEP_COMPLETED = "step.completed"
+_ARM_ENROLLED = "arm.enrolled"
 #: How many event ids to remember for de-duplicating redelivered signals.
 _SEEN_LIMIT = 512
 
@@ -127,6 +134,8 @@ class JourneyWorkflow:
         self._entered_at: datetime | None = None
         self._visits_this_run = 0
         self._resume: GateState | None = None
+        self._tally: list[TallyEntry] = []
+        self._tally_seq = 0
 
     # -- clock --------------------------------------------------------------------
 
@@ -247,6 +256,7 @@ class JourneyWorkflow:
         self._status = "exited"
         self._current = None
         self._wake_at = None
+        await self._flush_tally()
         await self._record(status="exited")
         return self.status()
 
@@ -275,6 +285,7 @@ class JourneyWorkflow:
         self._arms = dict(state.arms)
         self._seen = list(state.seen)
         self._inbox = list(state.pending)
+        self._tally_seq = state.tally_seq
         return state.node
 
     async def _walk(self, plan: JourneyPlan, node_id: str) -> None:
@@ -295,9 +306,11 @@ class JourneyWorkflow:
             self._path.append(node.id)
             self._visits[node.id] = self._visits.get(node.id, 0) + 1
             self._visits_this_run += 1
+            self._tally.append(TallyEntry(_STEP_ENTERED, node.id))
             if node.kind in ("wait", "wait_until", "wait_for"):
                 budget = len(plan.nodes) + 1
             node_id = await self._execute(node)
+            self._tally.append(TallyEntry(_STEP_COMPLETED, node.id))
         self._exit_reason = "exit_step" if node_id == EXIT else "completed"
 
     async def _execute(self, node: PlanNode) -> str:
@@ -317,6 +330,8 @@ class JourneyWorkflow:
             assert self._inp is not None
             arms = [(a.arm, a.weight) for a in node.arms]
             arm = split_arm(self._inp.plan.journey_id, self._inp.customer_id, arms)
+            if node.id not in self._arms:
+                self._tally.append(TallyEntry(_ARM_ENROLLED, node.id, arm))
             self._arms.setdefault(node.id, arm)
             self._results[node.id] = {"arm": arm}
             return next(a.target for a in node.arms if a.arm == arm)
@@ -340,11 +355,13 @@ class JourneyWorkflow:
 
     async def _continue_as_new(self, node_id: str) -> None:
         assert self._inp is not None
+        await self._flush_tally()
         await workflow.wait_condition(workflow.all_handlers_finished)
         state = ResumeState(
             node=node_id, path=self._path, steps=self._results, visits=self._visits,
             entered_at=self._entered_at.isoformat() if self._entered_at else self._now().isoformat(),
             converted=self._converted, arms=self._arms, seen=self._seen, pending=self._inbox,
+            tally_seq=self._tally_seq,
         )  # fmt: skip
         inp = self._inp
         workflow.continue_as_new(
@@ -412,6 +429,7 @@ class JourneyWorkflow:
                             customer_id=self._inp.customer_id,
                             event_id=ev.event_id,
                             at=self._now().isoformat(),
+                            arms=dict(self._arms),
                         ),  # fmt: skip
                         start_to_close_timeout=_LOCAL,
                     )
@@ -457,6 +475,7 @@ class JourneyWorkflow:
 
     async def _sleep_until(self, deadline: datetime) -> None:
         """Sleep, still consuming events (a goal or exit_when may end the wait early)."""
+        await self._flush_tally()
         self._wake_at = deadline
         try:
             while True:
@@ -472,6 +491,7 @@ class JourneyWorkflow:
         # Only events that arrive after the wait began count (§6a.2): everything queued
         # before now was already consumed by the drain at the top of the loop.
         deadline = self._now() + timedelta(seconds=node.timeout_s)
+        await self._flush_tally()
         self._wake_at = deadline
         try:
             while True:
@@ -579,6 +599,7 @@ class JourneyWorkflow:
         if gate.status != "paused":
             return False
         due = self._now()
+        await self._flush_tally()
         self._status = "paused"
         self._resume = None
         await self._record(status="paused", exit_reason=None)
@@ -674,6 +695,7 @@ class JourneyWorkflow:
 
     async def _park(self, why: str) -> str:
         """Wait for an operator; returns ``retry`` or ``skip``. Events still count meanwhile."""
+        await self._flush_tally()
         self._status = "needs_attention"
         self._attention = why
         await self._record(status="needs_attention", exit_reason=None)
@@ -688,6 +710,29 @@ class JourneyWorkflow:
         self._attention = None
         await self._record(status="running", exit_reason=None)
         return action
+
+    async def _flush_tally(self) -> None:
+        """Send the step counts gathered since the last flush (before the enrollment blocks or ends).
+
+        Batching them at the points where the workflow waits anyway costs one local
+        activity per wake-up instead of one per step; ``seq`` makes a retried flush a no-op.
+        """
+        if not self._tally or not workflow.patched("step-tally"):
+            return
+        assert self._inp is not None
+        self._tally_seq += 1
+        entries, self._tally = self._tally, []
+        await workflow.execute_local_activity(
+            TALLY,
+            TallyInput(
+                enrollment_id=self._enrollment_id(),
+                journey_id=self._inp.plan.journey_id,
+                version=self._inp.version,
+                seq=self._tally_seq,
+                entries=entries,
+            ),  # fmt: skip
+            start_to_close_timeout=_LOCAL,
+        )
 
     async def _record(self, *, status: str, exit_reason: str | None = None) -> None:
         assert self._inp is not None

@@ -160,6 +160,32 @@ class ConvertedInput:
     customer_id: str
     event_id: str
     at: str
+    #: Split step -> arm taken before the conversion (their ``arm.converted`` counters).
+    arms: dict[str, str] = field(default_factory=dict)
+
+
+#: Adds an enrollment's step counts (entered, completed, arm assignments) to the stats.
+TALLY = "journeys.tally"
+
+
+@dataclass
+class TallyEntry:
+    """One counted fact: ``metric`` at ``step`` (``label``: the arm, for ``arm.enrolled``)."""
+
+    metric: str
+    step: str
+    label: str = ""
+
+
+@dataclass
+class TallyInput:
+    """A batch of counts, applied once per (enrollment, seq)."""
+
+    enrollment_id: str
+    journey_id: str
+    version: int
+    seq: int
+    entries: list[TallyEntry]
 
 
 @dataclass
@@ -312,6 +338,7 @@ class ResumeState:
     arms: dict[str, str]
     seen: list[str]
     pending: list[EventData] = field(default_factory=list)
+    tally_seq: int = 0
 
 
 #: Scheduled audience journeys.

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from api.deps import CallerDep, LifecycleDep, MarketerDep, OperatorDep, RuntimeDep
 from api.models import ActivateIn, JourneyCreated, JourneyOut, PauseIn
 from engine.compiler import compile_text
+from engine.graph import to_mermaid
+from engine.stats import JourneyStats, journey_stats
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
 
@@ -41,21 +43,31 @@ async def create_version(
     filename: Annotated[str, Query(max_length=200)] = "journey.yaml",
 ) -> JourneyCreated:
     """Validate, compile and store a new version of a journey (YAML body)."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in _YAML_TYPES:
-        raise HTTPException(415, "send the journey as YAML with 'Content-Type: application/yaml'")
-    raw = await request.body()
-    if len(raw) > MAX_YAML_BYTES:
-        raise HTTPException(413, f"journey YAML is limited to {MAX_YAML_BYTES // 1024} KiB")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HTTPException(422, "journey YAML must be UTF-8") from exc
+    text = await _yaml_body(request)
     plan = compile_text(text, source=filename)
     row, version = await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author=caller.key_id)
     await asyncio.to_thread(rt.store.audit, actor=caller.key_id, action="journey.version", target=row.id,
                             details={"version": version, "plan_hash": plan.plan_hash})  # fmt: skip
     return JourneyCreated(journey=row.id, version=version, status=row.status, plan_hash=plan.plan_hash)
+
+
+@router.post(
+    "/validate",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}, "example": _EXAMPLE}},
+        },
+    },
+)
+async def validate(
+    request: Request,
+    _: MarketerDep,
+    filename: Annotated[str, Query(max_length=200)] = "journey.yaml",
+) -> dict[str, Any]:
+    """Validate and compile a journey without storing it: its id, plan hash and Mermaid diagram (422 if invalid)."""
+    plan = compile_text(await _yaml_body(request), source=filename)
+    return {"journey": plan.journey_id, "valid": True, "plan_hash": plan.plan_hash, "graph": to_mermaid(plan)}
 
 
 @router.get("", response_model=list[JourneyOut])
@@ -83,6 +95,21 @@ async def get_version(journey_id: str, version: int, rt: RuntimeDep, _: CallerDe
         "author": row.author,
         "created_at": row.created_at,
     }
+
+
+@router.get("/{journey_id}/stats", response_model=JourneyStats)
+async def get_stats(
+    journey_id: str,
+    rt: RuntimeDep,
+    _: CallerDep,
+    version: Annotated[int | None, Query(ge=1, description="Count one version only (default: all).")] = None,
+) -> JourneyStats:
+    """Funnel per step, sends by status and reason, split arms with 95% intervals, goal conversions.
+
+    Read from exact counters kept with every change, so it is cheap at any volume. The
+    significance flag of a split appears once each arm has 200 enrollments.
+    """
+    return await asyncio.to_thread(journey_stats, rt.store, journey_id, version)
 
 
 @router.post("/{journey_id}/activate", response_model=JourneyOut)
@@ -130,6 +157,20 @@ async def archive(journey_id: str, lifecycle: LifecycleDep, rt: RuntimeDep, call
     row, ended = await lifecycle.archive(journey_id)
     await _audit(rt, caller, "journey.archive", journey_id, {"ended": ended})
     return {"journey": JourneyOut.model_validate(row, from_attributes=True).model_dump(mode="json"), "ended": ended}
+
+
+async def _yaml_body(request: Request) -> str:
+    """The request's YAML text, or a 413/415/422 the caller can act on."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in _YAML_TYPES:
+        raise HTTPException(415, "send the journey as YAML with 'Content-Type: application/yaml'")
+    raw = await request.body()
+    if len(raw) > MAX_YAML_BYTES:
+        raise HTTPException(413, f"journey YAML is limited to {MAX_YAML_BYTES // 1024} KiB")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(422, "journey YAML must be UTF-8") from exc
 
 
 async def _audit(rt: Any, caller: Any, action: str, target: str, details: dict[str, Any]) -> None:

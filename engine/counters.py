@@ -1,0 +1,69 @@
+"""Exact journey counters: increments that commit with the change they count.
+
+Every counter write goes through :func:`bump` inside the caller's session, so a counter
+can never disagree with the rows it summarises (a message's status, an enrollment's exit).
+The upsert is one statement on both SQLite and PostgreSQL, so concurrent writers add up
+instead of overwriting each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from engine.models import CounterRow
+
+#: Metric names (the ``metric`` column).
+ENROLLED = "enrollment.entered"
+EXITED = "enrollment.exited"
+CONVERTED = "enrollment.converted"
+STEP_ENTERED = "step.entered"
+STEP_COMPLETED = "step.completed"
+SEND = "send"
+ARM_ENROLLED = "arm.enrolled"
+ARM_CONVERTED = "arm.converted"
+
+
+class CounterKey(NamedTuple):
+    """Which counter of a journey version."""
+
+    journey_id: str
+    version: int
+    metric: str
+    step: str = ""
+    label: str = ""
+
+
+def send_label(status: str, reason: str | None) -> str:
+    """The counter label of a message-log row: ``status|reason``.
+
+    A partial delivery's reason lists the recipients that failed; the counter keeps only
+    ``partial`` so that labels stay few (the message log keeps the names).
+    """
+    if reason and reason.startswith("partial"):
+        reason = "partial"
+    return f"{status}|{reason or ''}"
+
+
+def bump(session: Session, changes: Iterable[tuple[CounterKey, int]]) -> None:
+    """Add ``delta`` to each counter, creating it at zero first (in ``session``'s transaction)."""
+    totals: Counter[CounterKey] = Counter()
+    for key, delta in changes:
+        totals[key] += delta
+    rows = [{**key._asdict(), "value": delta} for key, delta in totals.items() if delta]
+    if not rows:
+        return
+    table = CounterRow.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for row in rows:
+        stmt = insert(table).values(**row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["journey_id", "version", "metric", "step", "label"],
+            set_={"value": table.c.value + stmt.excluded.value},
+        )
+        session.execute(stmt)
