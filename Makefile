@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean pg-bins
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/journeys up $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) pg-bins
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The storage tests start a throwaway PostgreSQL cluster: its server binaries must exist
+# (they are on the machine image; Debian's package otherwise).
+pg-bins:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo "installing PostgreSQL server binaries (Debian package postgresql)"; \
+	    apt-get install -y -q postgresql >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from engine.db import insert_for
 from engine.models import CounterRow
 
 #: Metric names (the ``metric`` column).
@@ -58,8 +58,7 @@ def bump(session: Session, changes: Iterable[tuple[CounterKey, int]]) -> None:
     if not rows:
         return
     table = CounterRow.__table__  # type: ignore[attr-defined]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_for(session.get_bind().dialect.name)
     for row in rows:
         stmt = insert(table).values(**row)
         stmt = stmt.on_conflict_do_update(

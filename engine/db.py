@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, inspect, text
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
@@ -31,28 +36,66 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
-    SQLModel.metadata.create_all(engine)
-    add_missing_columns(engine)
+    migrate(engine)
     return engine
 
 
-def add_missing_columns(engine: Engine) -> list[str]:
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def insert_for(dialect: str) -> Any:
+    """The dialect's ``insert`` (with ``on_conflict_do_*``): the two databases we run on share the syntax."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def alembic_config(connection: Connection) -> Config:
+    """An Alembic configuration that runs the project's migrations on ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> str | None:
+    """Bring the schema to the latest migration; returns the revision it was at before.
+
+    A database created before migrations existed (tables, no ``alembic_version``) is first
+    completed the way it always was (missing tables and nullable columns added) and then
+    stamped, so it joins the migration history without being recreated.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # The API and the worker start together and both migrate: one waits for the other.
+            conn.execute(text("SELECT pg_advisory_xact_lock(7407101)"))
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before looking
+        before = MigrationContext.configure(conn).get_current_revision()
+        config = alembic_config(conn)
+        if before is None and inspect(conn).has_table("journeys"):
+            SQLModel.metadata.create_all(conn)
+            add_missing_columns(conn)
+            command.stamp(config, "head")
+        else:
+            command.upgrade(config, "head")
+    return before
+
+
+def add_missing_columns(conn: Connection) -> list[str]:
     """Add nullable columns that the models have and an existing table lacks.
 
-    Schema changes so far are additive; this keeps a data dir from an earlier version
-    working without a migration tool. Returns ``table.column`` for each column added.
+    Only for databases from before migrations (see :func:`migrate`), whose schema changes
+    were additive. Returns ``table.column`` for each column added.
     """
-    inspector = inspect(engine)
+    inspector = inspect(conn)
     added = []
-    with engine.begin() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            if not inspector.has_table(table.name):
+    for table in SQLModel.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
                 continue
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present or not column.nullable:
-                    continue
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
-                added.append(f"{table.name}.{column.name}")
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+            added.append(f"{table.name}.{column.name}")
     return added

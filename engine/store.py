@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from engine import counters
 from engine.counters import CounterKey, bump, send_label
+from engine.db import insert_for
 from engine.errors import JourneyStateError, NotFoundError
 from engine.models import (
     ApiKeyRow,
@@ -269,14 +270,13 @@ class Store:
         """Create or replace a profile. Returns the stored profile (with ``id``)."""
         now = utcnow()
         doc = {**profile, "id": customer_id}
+        table = CustomerRow.__table__  # type: ignore[attr-defined]
         with self._session() as s:
-            row = s.get(CustomerRow, customer_id)
-            if row is None:
-                row = CustomerRow(id=customer_id, profile=doc, created_at=now, updated_at=now)
-            else:
-                row.profile = doc
-                row.updated_at = now
-            s.add(row)
+            # One upsert statement: two concurrent PUTs of a new customer must not collide.
+            stmt = insert_for(s.get_bind().dialect.name)(table).values(
+                id=customer_id, profile=doc, created_at=now, updated_at=now
+            )
+            s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"profile": doc, "updated_at": now}))
             s.commit()
         return doc
 
@@ -307,18 +307,15 @@ class Store:
     def insert_events(self, events: Sequence[EventRow]) -> list[bool]:
         """Durably record events. Returns, per event, True if new, False if a duplicate id."""
         results: list[bool] = []
+        table = EventRow.__table__  # type: ignore[attr-defined]
         with self._session() as s:
+            insert = insert_for(s.get_bind().dialect.name)
             for ev in events:
-                if s.get(EventRow, ev.event_id) is not None:
-                    results.append(False)
-                    continue
-                s.add(ev)
-                try:
-                    s.flush()
-                    results.append(True)
-                except IntegrityError:  # a concurrent request won the race for this id
-                    s.rollback()
-                    results.append(False)
+                # ON CONFLICT DO NOTHING instead of catching the unique violation: a rollback
+                # would also undo the batch's earlier events, already reported as accepted.
+                values = {c.name: getattr(ev, c.name) for c in table.columns}
+                stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
+                results.append(s.execute(stmt.returning(table.c.event_id)).first() is not None)
             s.commit()
         return results
 
@@ -432,13 +429,14 @@ class Store:
             if s.get(EnrollmentRow, row.enrollment_id) is not None:
                 return True  # the same run retried its admission activity
             s.add(row)
-            bump(s, [(CounterKey(row.journey_id, row.version, counters.ENROLLED), 1)])
             try:
-                s.commit()
-                return True
+                s.flush()
             except IntegrityError:
                 s.rollback()
                 return False
+            bump(s, [(CounterKey(row.journey_id, row.version, counters.ENROLLED), 1)])
+            s.commit()
+            return True
 
     def finish_enrollment(self, enrollment_id: str, *, status: str, exit_reason: str | None, at: datetime,
                           path: list[str] | None = None, arm: str | None = None) -> None:  # fmt: skip
@@ -481,13 +479,14 @@ class Store:
             if s.get(EffectRow, key) is not None:
                 return False
             s.add(EffectRow(key=key, result={"counters": len(changes)}, created_at=utcnow()))
-            bump(s, changes)
             try:
-                s.commit()
-                return True
+                s.flush()
             except IntegrityError:  # a concurrent attempt with the same key won
                 s.rollback()
                 return False
+            bump(s, changes)
+            s.commit()
+            return True
 
     def counters(self, journey_id: str, version: int | None = None) -> list[CounterRow]:
         """Every counter of a journey (of one version, if given)."""
@@ -585,8 +584,9 @@ class Store:
             if existing is not None:
                 return existing
             s.add(row)
-            bump(s, [(_send_counter(row), 1)])
             try:
+                s.flush()
+                bump(s, [(_send_counter(row), 1)])
                 s.commit()
                 return None
             except IntegrityError:

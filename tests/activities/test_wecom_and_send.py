@@ -221,23 +221,6 @@ async def test_update_step_applies_once_per_visit_even_when_rerun(env: Env) -> N
     assert await step.update(second_visit) == {"score": 50}
 
 
-def test_new_nullable_columns_are_added_to_existing_tables(tmp_path: Path) -> None:
-    import sqlite3
-
-    from engine.db import add_missing_columns
-
-    path = tmp_path / "old.db"
-    engine = make_engine(f"sqlite:///{path}")
-    engine.dispose()
-    with sqlite3.connect(path) as conn:  # an older schema, before converted_at existed
-        conn.execute("ALTER TABLE enrollments DROP COLUMN converted_at")
-    engine = make_engine(f"sqlite:///{path}")
-    with sqlite3.connect(path) as conn:
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(enrollments)")}
-    assert "converted_at" in columns
-    assert add_missing_columns(engine) == []
-
-
 def test_event_history_is_bounded_by_retention(env: Env) -> None:
     from datetime import UTC, datetime, timedelta
 

@@ -1,0 +1,232 @@
+"""Storage: the same tests on SQLite and on a real PostgreSQL cluster started here."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+
+from engine import counters
+from engine.compiler import compile_text
+from engine.counters import CounterKey
+from engine.db import make_engine
+from engine.errors import JourneyStateError, NotFoundError
+from engine.models import ApiKeyRow, EnrollmentRow, EventRow, MessageRow
+from engine.store import Store, utcnow
+from tests.postgres import PostgresCluster
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'journeys.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    engine = make_engine(db_url)
+    yield Store(engine)
+    engine.dispose()
+
+
+JOURNEY = "journey: shop\ntrigger: {event: order.created}\nsteps:\n  - id: hello\n    wait: 1h\n"
+
+
+def test_migrations_build_exactly_the_models_schema(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn)
+        assert context.get_current_revision() == "0001"
+        assert compare_metadata(context, SQLModel.metadata) == []
+    assert make_engine(db_url).dialect.name in ("sqlite", "postgresql"), "migrating twice is a no-op"
+
+
+def test_a_database_from_before_migrations_is_completed_and_stamped(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # what an early data dir looks like: no history, fewer columns, no counters
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("DROP TABLE journey_counters"))
+        conn.execute(text("ALTER TABLE enrollments DROP COLUMN converted_at"))
+    engine.dispose()
+    engine = make_engine(db_url)
+    inspector = inspect(engine)
+    assert "converted_at" in {c["name"] for c in inspector.get_columns("enrollments")}
+    assert inspector.has_table("journey_counters")
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+
+
+def test_versions_and_lifecycle(store: Store) -> None:
+    plan = compile_text(JOURNEY)
+    row, v1 = store.create_version(yaml_text=JOURNEY, plan=plan, author="k1")
+    _, v2 = store.create_version(yaml_text=JOURNEY.replace("1h", "2h"), plan=compile_text(JOURNEY.replace("1h", "2h")),
+                                 author="k2")  # fmt: skip
+    assert (v1, v2) == (1, 2) and row.status == "draft"
+    assert store.get_version("shop", 1).author == "k1"
+    with pytest.raises(NotFoundError):
+        store.get_version("shop", 3)
+    assert store.activate("shop", 1).active_version == 1
+    active = store.active_version_plan("shop")
+    assert active is not None and active[0] == 1 and active[1].nodes[0].id == "hello"
+    assert [p.journey_id for _, p in store.active_plans()] == ["shop"]
+    store.set_lifecycle("shop", status="archived")
+    with pytest.raises(JourneyStateError):
+        store.create_version(yaml_text=JOURNEY, plan=plan, author="k1")
+    assert [j.id for j in store.list_journeys()] == ["shop"]
+
+
+def test_events_are_idempotent_and_a_batch_is_never_partly_lost(store: Store) -> None:
+    now = utcnow()
+
+    def event(i: int) -> EventRow:
+        return EventRow(event_id=f"e{i}", customer_id="c1", name="order.created", properties={"i": i},
+                        timestamp=now - timedelta(minutes=i), received_at=now)  # fmt: skip
+
+    # Two requests race with overlapping batches: every id is stored once and reported new once.
+    results: list[list[bool]] = []
+    batches = [[event(i) for i in range(0, 30)], [event(i) for i in range(15, 45)]]
+    threads = [threading.Thread(target=lambda b=b: results.append(store.insert_events(b))) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(sum(r) for r in results) == 45
+    assert len(store.count_events("c1", "order.*", since=now - timedelta(days=1), until=now)) == 45
+    assert store.insert_events([event(1)]) == [False]
+    assert len(store.undispatched_events(received_before=now + timedelta(seconds=1))) == 45
+    store.mark_dispatched([f"e{i}" for i in range(45)])
+    assert store.undispatched_events(received_before=now + timedelta(seconds=1)) == []
+    assert store.purge_events(older_than=now - timedelta(minutes=40)) == 4
+
+
+def test_customers_upsert_and_apply_once(store: Store) -> None:
+    assert store.put_customer("c1", {"name": "A", "score": 1})["id"] == "c1"
+    store.put_customer("c1", {"name": "B", "score": 1})
+    assert store.get_customer("c1") == {"name": "B", "score": 1, "id": "c1"}
+    bump = lambda p: {"score": p["score"] + 10}  # noqa: E731
+    threads = [threading.Thread(target=store.apply_once, args=("enr:step:1", "c1", bump)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get_customer("c1")["score"] == 11, "the same effect key applies once, even concurrently"
+    assert store.ensure_customer("new")["id"] == "new"
+    assert [c["id"] for c in store.customers_after("", 10)] == ["c1", "new"]
+
+
+def enrollment(n: int, journey: str = "shop") -> EnrollmentRow:
+    return EnrollmentRow(enrollment_id=f"enr{n}", workflow_id=f"journey/{journey}/c{n}", journey_id=journey,
+                         version=1, customer_id=f"c{n}", trigger_event_id=f"t{n}", entered_at=utcnow())  # fmt: skip
+
+
+def test_enrollments_and_their_counters(store: Store) -> None:
+    assert store.admit(enrollment(1)) and store.admit(enrollment(2))
+    duplicate = enrollment(3)
+    duplicate.trigger_event_id = "t1"
+    assert not store.admit(duplicate), "one enrollment per trigger event"
+    for _ in range(2):  # the finish activity may run twice: counted once
+        store.finish_enrollment("enr1", status="exited", exit_reason="completed", at=utcnow(), path=["a"], arm="x")
+    store.finish_enrollment("enr2", status="needs_attention", exit_reason=None, at=utcnow())
+    store.mark_converted("enr1", at=utcnow(), arms={"ab": "x"})
+    store.mark_converted("enr1", at=utcnow(), arms={"ab": "x"})
+    assert store.apply_tally("enr1:tally:1", [(CounterKey("shop", 1, counters.STEP_ENTERED, "a"), 1)])
+    assert not store.apply_tally("enr1:tally:1", [(CounterKey("shop", 1, counters.STEP_ENTERED, "a"), 1)])
+    got = {(c.metric, c.step, c.label): c.value for c in store.counters("shop") if c.value}
+    assert got == {
+        (counters.ENROLLED, "", ""): 2,
+        (counters.EXITED, "", "completed"): 1,
+        (counters.CONVERTED, "", ""): 1,
+        (counters.ARM_CONVERTED, "ab", "x"): 1,
+        (counters.STEP_ENTERED, "a", ""): 1,
+    }
+    assert [e.enrollment_id for e in store.list_enrollments(journey_id="shop", status="needs_attention")] == ["enr2"]
+    assert store.get_enrollment("enr1").path == ["a"]
+    assert store.running_workflows("shop") == [("journey/shop/c2", "c2")]
+
+
+def test_concurrent_counter_increments_add_up(store: Store) -> None:
+    key = CounterKey("shop", 1, counters.STEP_ENTERED, "hello")
+
+    def work(worker: int) -> None:
+        for i in range(25):
+            store.apply_tally(f"w{worker}:{i}", [(key, 1)])
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (row,) = store.counters("shop", 1)
+    assert row.value == 100
+
+
+def message(key: str, status: str = "sending", step: str = "hello") -> MessageRow:
+    return MessageRow(idempotency_key=key, enrollment_id="enr1", journey_id="shop", version=1, step_id=step, visit=1,
+                      customer_id="c1", channel="wecom.customer", recipients=[], content={}, status=status,
+                      at=utcnow(), created_at=utcnow())  # fmt: skip
+
+
+def test_message_log_moves_its_counters_with_every_status_change(store: Store) -> None:
+    assert store.begin_send(message("k1")) is None
+    assert store.begin_send(message("k1")) is not None, "a second claim of the same step visit gets the first"
+    store.finish_send("k1", status="pending_confirmation", reason=None, response={"msgid": "m1"},
+                      content={"text": "hi"}, recipients=["wm1"], sender="s1")  # fmt: skip
+    store.set_send_status("k1", status="failed", reason="quota_exceeded")
+    skipped = message("k2", status="skipped")
+    skipped.reason = "opted_out"
+    store.begin_send(skipped)
+    store.begin_send(message("k3"))
+    store.finish_send("k3", status="sent", reason="partial: u1, u2", response={})
+    sends = {c.label: c.value for c in store.counters("shop") if c.metric == counters.SEND and c.value}
+    assert sends == {"failed|quota_exceeded": 1, "skipped|opted_out": 1, "sent|partial": 1}
+    assert [m.idempotency_key for m in store.list_messages(journey_id="shop", status="sent")] == ["k3"]
+    assert store.get_send("k1").content == {"text": "hi"}
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert store.list_messages(customer_id="c1", since=later) == []
+    assert store.purge_messages(older_than=later) == 3
+
+
+def test_keys_and_audit(store: Store) -> None:
+    store.add_key(ApiKeyRow(id="k1", name="n", role="viewer", secret_hash="h", created_at=utcnow(), created_by="a"))
+    assert store.get_key("k1").role == "viewer"
+    assert store.revoke_key("k1").revoked_at is not None
+    with pytest.raises(NotFoundError):
+        store.revoke_key("nope")
+    store.audit(actor="k1", action="journey.activate", target="shop", details={"version": 1})
+    store.audit(actor="k1", action="journey.pause", target="shop")
+    assert [a.action for a in store.list_audit(target="shop")] == ["journey.pause", "journey.activate"]
+
+
+def test_api_and_worker_starting_together_migrate_once(db_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            make_engine(db_url).dispose()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
