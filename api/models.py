@@ -142,4 +142,4 @@ class ActivateIn(BaseModel):
     """Which version to activate (default: the latest)."""
 
     model_config = ConfigDict(extra="forbid")
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)

@@ -69,7 +69,7 @@ class CallbackCrypto:
             CallbackCryptoError: -40001 when it does not match.
         """
         expected = signature(self.token, timestamp, nonce, encrypted)
-        if not hmac.compare_digest(expected, (msg_signature or "").lower()):
+        if not hmac.compare_digest(expected.encode(), (msg_signature or "").lower().encode()):
             raise CallbackCryptoError(-40001, "callback signature does not match")
 
     def decrypt(self, encrypted: str) -> bytes:

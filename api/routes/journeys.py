@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 
 from api.deps import CallerDep, LifecycleDep, MarketerDep, OperatorDep, RuntimeDep
 from api.models import ActivateIn, JourneyCreated, JourneyOut, PauseIn
@@ -14,6 +14,10 @@ from engine.graph import to_mermaid
 from engine.stats import JourneyStats, journey_stats
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
+
+#: Version numbers are SQL integers: larger ones are a caller's mistake (422), not an overflow.
+MAX_VERSION = 2**31 - 1
+VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION, description="Version number.")]
 
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
 MAX_YAML_BYTES = 256 * 1024
@@ -83,7 +87,7 @@ async def get_journey(journey_id: str, rt: RuntimeDep, _: CallerDep) -> Any:
 
 
 @router.get("/{journey_id}/versions/{version}")
-async def get_version(journey_id: str, version: int, rt: RuntimeDep, _: CallerDep) -> dict[str, Any]:
+async def get_version(journey_id: str, version: VersionPath, rt: RuntimeDep, _: CallerDep) -> dict[str, Any]:
     """One version's YAML and compiled plan."""
     row = await asyncio.to_thread(rt.store.get_version, journey_id, version)
     return {
@@ -102,7 +106,9 @@ async def get_stats(
     journey_id: str,
     rt: RuntimeDep,
     _: CallerDep,
-    version: Annotated[int | None, Query(ge=1, description="Count one version only (default: all).")] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=MAX_VERSION, description="Count one version only (default: all).")
+    ] = None,
 ) -> JourneyStats:
     """Funnel per step, sends by status and reason, split arms with 95% intervals, goal conversions.
 

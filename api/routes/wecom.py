@@ -58,7 +58,7 @@ async def receive(request: Request, rt: RuntimeDep, dispatcher: DispatcherDep, m
     encrypted = envelope.get("Encrypt")
     if not encrypted:
         raise HTTPException(400, "callback body has no Encrypt element")
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAX_SKEW_S:
+    if not (timestamp.isascii() and timestamp.isdigit()) or abs(time.time() - int(timestamp)) > MAX_SKEW_S:
         raise HTTPException(403, "callback timestamp is outside the allowed window (replayed or clock skew)")
     try:
         fields = parse_xml(crypto.open(msg_signature, timestamp, nonce, encrypted))
