@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from engine.durations import parse_duration
+from engine.stats import EnrollmentStats
 
 MAX_BATCH = 500
 
@@ -126,6 +127,14 @@ class JourneyOut(BaseModel):
     latest_version: int
     created_at: datetime
     updated_at: datetime
+    paused_at: datetime | None = None
+    on_resume: str | None = None
+
+
+class JourneyDetail(JourneyOut):
+    """A journey's lifecycle state and its enrollment counts (all versions)."""
+
+    counts: EnrollmentStats
 
 
 class PauseIn(BaseModel):

@@ -118,13 +118,7 @@ def build_stats(journey_id: str, plans: Sequence[JourneyPlan], rows: Iterable[Co
         rows: The counters of the counted versions.
         versions: The version numbers counted.
     """
-    total: dict[tuple[str, str, str], int] = defaultdict(int)
-    for row in rows:
-        total[(row.metric, row.step, row.label)] += row.value
-
-    def count(metric: str, step: str = "", label: str = "") -> int:
-        return total.get((metric, step, label), 0)
-
+    total = _totals(rows)
     steps = [_step_stats(step, kind, total) for step, kind in _step_order(plans, total)]
     sends: dict[str, int] = defaultdict(int)
     reasons: dict[str, int] = defaultdict(int)
@@ -133,24 +127,32 @@ def build_stats(journey_id: str, plans: Sequence[JourneyPlan], rows: Iterable[Co
             sends[status] += n
         for reason, n in s.reasons.items():
             reasons[reason] += n
-    entered = count(counters.ENROLLED)
-    exited = {label: n for (metric, _, label), n in total.items() if metric == counters.EXITED and n}
-    converted = count(counters.CONVERTED)
     return JourneyStats(
         journey=journey_id,
         versions=versions,
-        enrollments=EnrollmentStats(
-            entered=entered,
-            running=max(0, entered - sum(exited.values())),
-            exited=exited,
-            converted=converted,
-            conversion_rate=converted / entered if entered else None,
-        ),  # fmt: skip
+        enrollments=_enrollments(total),
         steps=steps,
         sends=dict(sends),
         reasons=dict(reasons),
         splits=_split_stats(plans, total),
     )
+
+
+def _totals(rows: Iterable[CounterRow]) -> dict[tuple[str, str, str], int]:
+    total: dict[tuple[str, str, str], int] = defaultdict(int)
+    for row in rows:
+        total[(row.metric, row.step, row.label)] += row.value
+    return total
+
+
+def _enrollments(total: dict[tuple[str, str, str], int]) -> EnrollmentStats:
+    entered = total.get((counters.ENROLLED, "", ""), 0)
+    exited = {label: n for (metric, _, label), n in total.items() if metric == counters.EXITED and n}
+    converted = total.get((counters.CONVERTED, "", ""), 0)
+    return EnrollmentStats(
+        entered=entered, running=max(0, entered - sum(exited.values())), exited=exited, converted=converted,
+        conversion_rate=converted / entered if entered else None,
+    )  # fmt: skip
 
 
 def _step_order(plans: Sequence[JourneyPlan], total: dict[tuple[str, str, str], int]) -> list[tuple[str, str]]:
@@ -222,3 +224,8 @@ def journey_stats(store: Store, journey_id: str, version: int | None = None) -> 
     numbers = [version] if version is not None else list(range(journey.latest_version, 0, -1))
     plans = [JourneyPlan.model_validate(store.get_version(journey_id, v).plan) for v in numbers]
     return build_stats(journey_id, plans, store.counters(journey_id, version), sorted(numbers))
+
+
+def enrollment_counts(store: Store, journey_id: str) -> EnrollmentStats:
+    """Entered, running, exited by reason and converted enrollments of a journey (all versions)."""
+    return _enrollments(_totals(store.counters(journey_id)))

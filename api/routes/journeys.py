@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 
 from api.deps import CallerDep, LifecycleDep, MarketerDep, OperatorDep, RuntimeDep
-from api.models import ActivateIn, JourneyCreated, JourneyOut, PauseIn
+from api.models import ActivateIn, JourneyCreated, JourneyDetail, JourneyOut, PauseIn
 from engine.compiler import compile_text
 from engine.graph import to_mermaid
-from engine.stats import JourneyStats, journey_stats
+from engine.stats import JourneyStats, enrollment_counts, journey_stats
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
 
@@ -80,10 +80,12 @@ async def list_journeys(rt: RuntimeDep, _: CallerDep) -> list[Any]:
     return await asyncio.to_thread(rt.store.list_journeys)
 
 
-@router.get("/{journey_id}", response_model=JourneyOut)
+@router.get("/{journey_id}", response_model=JourneyDetail)
 async def get_journey(journey_id: str, rt: RuntimeDep, _: CallerDep) -> Any:
-    """One journey's status and versions."""
-    return await asyncio.to_thread(rt.store.get_journey, journey_id)
+    """One journey's status, versions and enrollment counts (entered, running, exited by reason, converted)."""
+    row = await asyncio.to_thread(rt.store.get_journey, journey_id)
+    counts = await asyncio.to_thread(enrollment_counts, rt.store, journey_id)
+    return {**row.model_dump(), "counts": counts}
 
 
 @router.get("/{journey_id}/versions/{version}")

@@ -187,7 +187,6 @@ def test_no_generated_request_gets_a_500(api_process: str) -> None:
                 assert "error" in resp.json(), (req, resp.text)
 
         call()
-    print("fuzz statuses:", dict(statuses))
     assert sum(statuses.values()) >= 1000
     assert resets["n"] < 50, resets
     assert failures == [], "\n".join(failures[:20])
