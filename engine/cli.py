@@ -40,8 +40,10 @@ def up(
     redis_port: Annotated[int, typer.Option(help="Embedded Redis port (0: any free port).")] = 0,
 ) -> None:
     """Run the whole stack on embedded defaults (Temporal, Redis, SQLite, fake WeCom, API, worker)."""
+    from engine.config import get_settings
     from engine.devstack import StackOptions, run_stack
 
+    get_settings().setup_logging("text")
     if journeys is not None and not journeys.is_dir():
         _err(f"--journeys {journeys}: not a directory")
         raise typer.Exit(2)
@@ -69,8 +71,11 @@ def worker() -> None:
     from engine.runtime import Runtime
     from engine.worker import build_worker
 
+    settings = get_settings()
+    settings.setup_logging("json")
+
     async def main() -> None:
-        rt = await Runtime.open(get_settings())
+        rt = await Runtime.open(settings)
         try:
             await build_worker(rt).run()
         finally:
@@ -95,12 +100,15 @@ def api(
     if not settings.journeys_admin_key:
         _err("JOURNEYS_ADMIN_KEY is not set")
         raise typer.Exit(2)
+    settings.setup_logging("json")
 
     async def main() -> None:
         rt = await Runtime.open(settings)
         try:
             server = uvicorn.Server(
-                uvicorn.Config(create_app(rt, admin_key=settings.journeys_admin_key), host=host, port=port)
+                uvicorn.Config(
+                    create_app(rt, admin_key=settings.journeys_admin_key), host=host, port=port, log_config=None
+                )  # fmt: skip
             )
             await server.serve()
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
         journeys_message_retention_days: How long the message log keeps send attempts
             (domain.md's compliance rule: at least 6 months).
         journeys_webhook_secret: HMAC key that signs ``webhook`` step requests.
+        journeys_log_level: Log level of the processes (DEBUG, INFO, WARNING...).
+        journeys_log_format: ``json`` (one object per line) or ``text``; ``journeys up``
+            defaults to text for people, ``api`` and ``worker`` to JSON for collectors.
     """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -66,6 +70,14 @@ class Settings(BaseSettings):
     journeys_event_retention_days: int = Field(default=90, ge=1)
     journeys_message_retention_days: int = Field(default=180, ge=1)
     journeys_webhook_secret: str = Field(default="", repr=False)
+    journeys_log_level: str = "INFO"
+    journeys_log_format: Literal["json", "text", ""] = ""
+
+    def setup_logging(self, default_format: str) -> None:
+        """Configure this process's logs (structured, masked) from the log settings."""
+        from engine.logs import configure_logging
+
+        configure_logging(self.journeys_log_level, self.journeys_log_format or default_format)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside the data dir."""

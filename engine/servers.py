@@ -46,7 +46,9 @@ async def serve(app: Any, *, host: str, port: int, log_level: str = "warning") -
     Raises:
         RuntimeError: The server could not start (for example, the port is taken).
     """
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
+    # log_config=None: records go through the process's structured, masking handler.
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
+                            log_config=None)  # fmt: skip
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

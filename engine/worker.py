@@ -16,6 +16,7 @@ from activities.send import SendActivities
 from activities.steps import StepActivities
 from engine.dispatch import Dispatcher
 from engine.emitter import EngineEvents
+from engine.logs import LogContextInterceptor
 from engine.metrics import MetricsInterceptor
 from engine.registry import load_builtin_activities
 from engine.runtime import Runtime
@@ -88,5 +89,5 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
         workflows=[JourneyWorkflow, AudienceScheduleWorkflow, MassSendTrackerWorkflow],
         activities=acts,
         max_concurrent_activities=200,
-        interceptors=[MetricsInterceptor()],
+        interceptors=[MetricsInterceptor(), LogContextInterceptor()],
     )

@@ -136,6 +136,7 @@ class JourneyWorkflow:
         self._resume: GateState | None = None
         self._tally: list[TallyEntry] = []
         self._tally_seq = 0
+        self._flushing: list[workflow.ActivityHandle[Any]] = []
 
     # -- clock --------------------------------------------------------------------
 
@@ -256,7 +257,7 @@ class JourneyWorkflow:
         self._status = "exited"
         self._current = None
         self._wake_at = None
-        await self._flush_tally()
+        await self._settle_tally()
         await self._record(status="exited")
         return self.status()
 
@@ -355,7 +356,7 @@ class JourneyWorkflow:
 
     async def _continue_as_new(self, node_id: str) -> None:
         assert self._inp is not None
-        await self._flush_tally()
+        await self._settle_tally()
         await workflow.wait_condition(workflow.all_handlers_finished)
         state = ResumeState(
             node=node_id, path=self._path, steps=self._results, visits=self._visits,
@@ -475,7 +476,7 @@ class JourneyWorkflow:
 
     async def _sleep_until(self, deadline: datetime) -> None:
         """Sleep, still consuming events (a goal or exit_when may end the wait early)."""
-        await self._flush_tally()
+        self._flush_tally()
         self._wake_at = deadline
         try:
             while True:
@@ -491,7 +492,7 @@ class JourneyWorkflow:
         # Only events that arrive after the wait began count (§6a.2): everything queued
         # before now was already consumed by the drain at the top of the loop.
         deadline = self._now() + timedelta(seconds=node.timeout_s)
-        await self._flush_tally()
+        self._flush_tally()
         self._wake_at = deadline
         try:
             while True:
@@ -599,7 +600,7 @@ class JourneyWorkflow:
         if gate.status != "paused":
             return False
         due = self._now()
-        await self._flush_tally()
+        self._flush_tally()
         self._status = "paused"
         self._resume = None
         await self._record(status="paused", exit_reason=None)
@@ -695,7 +696,7 @@ class JourneyWorkflow:
 
     async def _park(self, why: str) -> str:
         """Wait for an operator; returns ``retry`` or ``skip``. Events still count meanwhile."""
-        await self._flush_tally()
+        self._flush_tally()
         self._status = "needs_attention"
         self._attention = why
         await self._record(status="needs_attention", exit_reason=None)
@@ -711,28 +712,40 @@ class JourneyWorkflow:
         await self._record(status="running", exit_reason=None)
         return action
 
-    async def _flush_tally(self) -> None:
-        """Send the step counts gathered since the last flush (before the enrollment blocks or ends).
+    def _flush_tally(self) -> None:
+        """Send the step counts gathered since the last flush (before the enrollment blocks).
 
-        Batching them at the points where the workflow waits anyway costs one local
-        activity per wake-up instead of one per step; ``seq`` makes a retried flush a no-op.
+        Batched at the points where the workflow waits anyway, and sent as an ordinary
+        activity that runs beside the wait: a local activity would hold the workflow task
+        open and start the wait's timer late. ``seq`` makes a retried flush a no-op.
         """
         if not self._tally or not workflow.patched("step-tally"):
             return
         assert self._inp is not None
         self._tally_seq += 1
         entries, self._tally = self._tally, []
-        await workflow.execute_local_activity(
-            TALLY,
-            TallyInput(
-                enrollment_id=self._enrollment_id(),
-                journey_id=self._inp.plan.journey_id,
-                version=self._inp.version,
-                seq=self._tally_seq,
-                entries=entries,
-            ),  # fmt: skip
-            start_to_close_timeout=_LOCAL,
+        self._flushing = [h for h in self._flushing if not h.done()]
+        self._flushing.append(
+            workflow.start_activity(
+                TALLY,
+                TallyInput(
+                    enrollment_id=self._enrollment_id(),
+                    journey_id=self._inp.plan.journey_id,
+                    version=self._inp.version,
+                    seq=self._tally_seq,
+                    entries=entries,
+                ),  # fmt: skip
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+            )
         )
+
+    async def _settle_tally(self) -> None:
+        """Flush, then wait until every flush was counted (before the run ends or continues as new)."""
+        self._flush_tally()
+        if self._flushing:
+            await workflow.wait_condition(lambda: all(h.done() for h in self._flushing))
+            self._flushing = []
 
     async def _record(self, *, status: str, exit_reason: str | None = None) -> None:
         assert self._inp is not None
