@@ -42,6 +42,8 @@ class Settings(BaseSettings):
         journeys_message_retention_days: How long the message log keeps send attempts
             (domain.md's compliance rule: at least 6 months).
         journeys_webhook_secret: HMAC key that signs ``webhook`` step requests.
+        journeys_activity_modules: Comma-separated modules that declare journey activities,
+            imported besides the built-ins and installed plugins (``engine/registry.py``).
     """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -66,6 +68,7 @@ class Settings(BaseSettings):
     journeys_event_retention_days: int = Field(default=90, ge=1)
     journeys_message_retention_days: int = Field(default=180, ge=1)
     journeys_webhook_secret: str = Field(default="", repr=False)
+    journeys_activity_modules: str = ""
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside the data dir."""
