@@ -300,7 +300,13 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id.")]) -> None:
 
 def main() -> None:
     """Entry point of the ``journeys`` script."""
+    from engine.registry import RegistryError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except RegistryError as exc:
+        # A plugin that fails to import or declares an activity wrongly: its message, not a traceback.
+        _err(f"journeys: {exc}")
+        sys.exit(1)

@@ -189,6 +189,11 @@ def test_a_broken_module_fails_discovery_naming_it(tmp_path: Path, monkeypatch: 
     with pytest.raises(RegistryError) as info:
         load_activities([name])
     assert f"activity module {name!r} failed to import: ModuleNotFoundError" in str(info.value)
+    env = subprocess_env(JOURNEYS_ACTIVITY_MODULES=name, PYTHONPATH=str(tmp_path))
+    (tmp_path / "x.yaml").write_text("journey: xx\ntrigger: {event: a}\nsteps:\n  - wait: 1h\n")
+    out = subprocess.run([str(Path(sys.executable).parent / "journeys"), "validate", str(tmp_path / "x.yaml")], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 1 and out.stderr.startswith(f"journeys: activity module {name!r} failed to import")
     bad = _module(
         tmp_path,
         '''
