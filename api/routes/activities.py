@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CallerDep, RuntimeDep
-from engine.errors import NotFoundError
 from engine.registry import load_activities
 
 router = APIRouter(prefix="/v1/activities", tags=["activities"])
@@ -18,12 +17,3 @@ async def list_activities(rt: RuntimeDep, _: CallerDep) -> list[dict[str, Any]]:
     """Every activity a journey may name, with its description, defaults and input JSON Schema."""
     registry = load_activities(rt.settings.journeys_activity_modules)
     return [d.describe() for d in registry.definitions()]
-
-
-@router.get("/{name}")
-async def get_activity(name: str, rt: RuntimeDep, _: CallerDep) -> dict[str, Any]:
-    """One activity's description, defaults and input JSON Schema."""
-    definition = load_activities(rt.settings.journeys_activity_modules).get(name)
-    if definition is None:
-        raise NotFoundError("activity", name)
-    return definition.describe()
