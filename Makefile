@@ -10,9 +10,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Re-install only when the project's dependencies change.
-$(STAMP): pyproject.toml | $(BIN)/python
+EXAMPLE_PLUGIN := examples/journeys-plugin-example
+
+# Re-install only when the project's dependencies change. The example plugin is installed
+# too (as docs/write-a-custom-activity.md does it), so `make test` runs its tests.
+$(STAMP): pyproject.toml $(EXAMPLE_PLUGIN)/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e $(EXAMPLE_PLUGIN)
 	touch $(STAMP)
 
 install: $(STAMP)

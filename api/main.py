@@ -13,9 +13,10 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import Response
 
 from api import errors
-from api.routes import customers, enrollments, events, health, journeys, keys, wecom
+from api.routes import activities, customers, enrollments, events, health, journeys, keys, wecom
 from engine.dispatch import Dispatcher
 from engine.lifecycle import Lifecycle
+from engine.registry import load_activities
 from engine.runtime import Runtime
 
 log = logging.getLogger("journeys.api")
@@ -43,6 +44,8 @@ def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> F
         recover_events: Periodically re-route events whose routing was interrupted.
     """
     dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
+    # Discover plugins now: a broken one fails start-up, and journeys compile against the worker's set.
+    load_activities(rt.settings.journeys_activity_modules)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -67,7 +70,7 @@ def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> F
     app.state.admin_key = admin_key
     app.add_middleware(_BodyLimit)
     errors.install(app)
-    for module in (health, journeys, events, customers, enrollments, wecom, keys):
+    for module in (health, journeys, events, customers, enrollments, wecom, keys, activities):
         app.include_router(module.router)
     return app
 

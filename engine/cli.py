@@ -155,11 +155,13 @@ def graph(file: Annotated[Path, typer.Argument(help="Journey YAML file.")]) -> N
 @app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
+    builtin: Annotated[bool, typer.Option("--builtin", help="Built-in activities only (the committed file).")] = False,
 ) -> None:
-    """Print the journey JSON Schema (for editor autocomplete and validation)."""
+    """Print the journey JSON Schema (for editor autocomplete and validation), installed plugins included."""
+    from engine.registry import load_activities
     from engine.schema import render_schema
 
-    text = render_schema()
+    text = render_schema(None if builtin else load_activities())
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -192,6 +194,22 @@ def simulate(
             f"{enr['customer']:<10} {enr['journey']:<24} key={enr['key']} {enr['status']} "
             f"({enr['exit_reason']}) path={' > '.join(enr['path'])}"
         )
+
+
+@app.command("activities")
+def list_activities(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (as the API does).")] = False,
+) -> None:
+    """List every journey activity (built-ins and plugins) with its description and input JSON Schema."""
+    from engine.activity_listing import render_json, render_listing
+    from engine.registry import RegistryError, load_activities
+
+    try:
+        registry = load_activities()
+    except RegistryError as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from exc
+    typer.echo((render_json if as_json else render_listing)(registry), nl=False)
 
 
 @app.command("fake-wecom")
@@ -275,7 +293,13 @@ cli_ops.register(app)
 
 def main() -> None:
     """Entry point of the ``journeys`` script."""
+    from engine.registry import RegistryError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except RegistryError as exc:
+        # A plugin that fails to import or declares an activity wrongly: its message, not a traceback.
+        _err(f"journeys: {exc}")
+        sys.exit(1)

@@ -20,7 +20,7 @@ from engine import spec as s
 from engine.cron import parse_cron
 from engine.errors import Problem, SpecError
 from engine.loader import parse_journey
-from engine.registry import REGISTRY, ActivityRegistry, load_builtin_activities
+from engine.registry import REGISTRY, ActivityDefinition, ActivityRegistry, load_activities
 from engine.yamlsrc import LineIndex, PathPart
 from rules import RuleError, compile_rule, compile_template
 from rules.context import suggest
@@ -125,15 +125,24 @@ def _assign_ids(ctx: _Ctx, steps: list[Any], prefix: str, path: tuple[PathPart, 
 # -- steps ----------------------------------------------------------------------------
 
 
-def _retry(retry: s.RetrySpec | None, default_attempts: int = 5) -> p.RetryPlan:
+def _retry(retry: s.RetrySpec | None, default: p.RetryPlan | None = None) -> p.RetryPlan:
+    """The step's retry policy: the fields it writes, the default (an activity's declaration) for the rest."""
+    default = default or p.RetryPlan()
     if retry is None:
-        return p.RetryPlan(max_attempts=default_attempts)
+        return default
+    given = retry.model_fields_set
     return p.RetryPlan(
-        max_attempts=retry.max_attempts,
-        initial_s=retry.initial.total_seconds(),
-        backoff=retry.backoff,
-        max_interval_s=retry.max_interval.total_seconds(),
+        max_attempts=retry.max_attempts if "max_attempts" in given else default.max_attempts,
+        initial_s=retry.initial.total_seconds() if "initial" in given else default.initial_s,
+        backoff=retry.backoff if "backoff" in given else default.backoff,
+        max_interval_s=retry.max_interval.total_seconds() if "max_interval" in given else default.max_interval_s,
     )
+
+
+def _declared_retry(definition: ActivityDefinition) -> p.RetryPlan:
+    r = definition.retry
+    return p.RetryPlan(max_attempts=r.max_attempts, initial_s=r.initial.total_seconds(), backoff=r.backoff,
+                       max_interval_s=r.max_interval.total_seconds())  # fmt: skip
 
 
 def _compile_list(ctx: _Ctx, spec: s.JourneySpec, steps: list[Any], path: tuple[PathPart, ...], after: str,
@@ -261,7 +270,7 @@ def _activity(ctx: _Ctx, step: s.ActivityStep, sid: str, path: tuple[PathPart, .
     return p.ActivityNode(
         id=sid, next=nxt, activity=step.activity, with_=step.with_,
         timeout_s=step.timeout.total_seconds() if step.timeout else definition.timeout.total_seconds(),
-        retry=_retry(step.retry, definition.max_attempts), on_error=on_error,
+        retry=_retry(step.retry, _declared_retry(definition)), on_error=on_error,
     )  # fmt: skip
 
 
@@ -459,7 +468,8 @@ def compile_spec(spec: s.JourneySpec, index: LineIndex, *, source: str,
         spec: The shape-checked journey.
         index: Line index from the loader, to locate problems.
         source: File name for messages.
-        registry: Activities ``activity:`` steps may name (default: the global registry).
+        registry: Activities ``activity:`` steps may name (default: every discovered
+            activity, ``engine.registry.load_activities``).
 
     Returns:
         The plan, stamped with its hash.
@@ -467,7 +477,7 @@ def compile_spec(spec: s.JourneySpec, index: LineIndex, *, source: str,
     Raises:
         SpecError: With every problem found.
     """
-    ctx = _Ctx(index, registry or load_builtin_activities())
+    ctx = _Ctx(index, registry or load_activities())
     header = _header(ctx, spec)
     ids: dict[int, str] = {}
     _assign_ids(ctx, spec.steps, "", ("steps",), ids)

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
         journeys_log_level: Log level of the processes (DEBUG, INFO, WARNING...).
         journeys_log_format: ``json`` (one object per line) or ``text``; ``journeys up``
             defaults to text for people, ``api`` and ``worker`` to JSON for collectors.
+        journeys_activity_modules: Comma-separated modules that declare journey activities,
+            imported besides the built-ins and installed plugins (``engine/registry.py``).
     """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -72,6 +74,7 @@ class Settings(BaseSettings):
     journeys_webhook_secret: str = Field(default="", repr=False)
     journeys_log_level: str = "INFO"
     journeys_log_format: Literal["json", "text", ""] = ""
+    journeys_activity_modules: str = ""
 
     def setup_logging(self, default_format: str) -> None:
         """Configure this process's logs (structured, masked) from the log settings."""

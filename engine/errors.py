@@ -68,3 +68,26 @@ class JourneyStateError(JourneyError):
         self.current = current
         self.requested = requested
         super().__init__(message)
+
+
+class PermanentActivityError(JourneyError):
+    """Raised by a journey activity for a failure that retrying cannot fix.
+
+    The worker turns it into a non-retryable Temporal failure at once: the step takes its
+    ``on_error`` edge, or the enrollment parks as ``needs_attention`` with this message as
+    the reason. Raise anything else (``httpx.TransportError``, a 5xx) to let the step's
+    retry policy try again.
+
+    Attributes:
+        message: What went wrong, for the operator.
+        code: A short machine-readable kind (e.g. ``invalid_phone``); it becomes the
+            failure's type, so ``needs_attention`` reasons read ``code: message``.
+        details: Extra JSON-friendly facts (e.g. the other system's response).
+    """
+
+    def __init__(self, message: str, *, code: str = "PermanentActivityError",
+                 details: dict[str, object] | None = None) -> None:  # fmt: skip
+        self.message = message
+        self.code = code
+        self.details = dict(details or {})
+        super().__init__(message)

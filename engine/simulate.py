@@ -32,6 +32,7 @@ from engine.fake_wecom import create_app as create_fake_app
 from engine.lifecycle import Lifecycle
 from engine.loader import read_source
 from engine.plan import JourneyPlan
+from engine.registry import ActivityRegistry
 from engine.runtime import Runtime
 from engine.scenario import Scenario, ScenarioAction, load_scenario
 from engine.servers import serve
@@ -87,6 +88,8 @@ async def simulate(
     journeys: list[tuple[str, JourneyPlan]],
     *,
     before_teardown: Callable[[Runtime], Awaitable[None]] | None = None,
+    registry: ActivityRegistry | None = None,
+    at_end: Callable[[Runtime], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Run a scenario and return the §7 JSON contract as a dict.
 
@@ -95,6 +98,10 @@ async def simulate(
         journeys: (YAML text, plan) of each journey it runs.
         before_teardown: Called with the runtime after the clock stopped, while the
             servers still run (used to export workflow histories for replay tests).
+        registry: Journey activities the worker serves (default: every discovered one;
+            ``engine.testing`` passes stand-ins this way).
+        at_end: Called with the runtime when the clock reached ``until``, while the
+            worker still runs (so enrollments answer queries).
     """
     work = Path(tempfile.mkdtemp(prefix="journeys-sim-"))
     redis = redis_process(work / "redis", port=free_port())
@@ -117,7 +124,7 @@ async def simulate(
             )
             rt = await Runtime.open(settings, temporal=env.client)
             try:
-                result = await _run(env, rt, scenario, journeys, fake_state)
+                result = await _run(env, rt, scenario, journeys, fake_state, registry, at_end)
                 if before_teardown is not None:
                     await before_teardown(rt)
                 return result
@@ -135,6 +142,8 @@ async def _run(
     scenario: Scenario,
     journeys: list[tuple[str, JourneyPlan]],
     fake: FakeWeCom,
+    registry: ActivityRegistry | None = None,
+    at_end: Callable[[Runtime], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     start = scenario.start
     offset_s = (start - await env.get_current_time()).total_seconds()
@@ -167,7 +176,7 @@ async def _run(
     timeline: list[tuple[timedelta, int, int, Any]] = [(a.at, 0, i, a) for i, a in enumerate(scenario.actions)]
     timeline += [(e.at, 1, i, e) for i, e in enumerate(scenario.events)]
     timeline.sort(key=lambda item: item[:3])
-    async with build_worker(rt, clock_offset_s=offset_s):
+    async with build_worker(rt, clock_offset_s=offset_s, registry=registry):
         for offset, kind, index, item in timeline:
             at = start + offset
             await advance_to(at)
@@ -181,6 +190,8 @@ async def _run(
                                   properties=properties, timestamp=at)  # fmt: skip
             await dispatcher.accept([event])
         await advance_to(start + scenario.until)
+        if at_end is not None:
+            await at_end(rt)
         return await _report(rt, start)
 
 

@@ -18,7 +18,7 @@ from engine.dispatch import Dispatcher
 from engine.emitter import EngineEvents
 from engine.logs import LogContextInterceptor
 from engine.metrics import MetricsInterceptor
-from engine.registry import load_builtin_activities
+from engine.registry import ActivityRegistry, RegistryError, load_activities
 from engine.runtime import Runtime
 from engine.temporal import start_tracker
 from workflows.journey import JourneyWorkflow
@@ -26,14 +26,18 @@ from workflows.scheduler import AudienceScheduleWorkflow
 from workflows.tracker import MassSendTrackerWorkflow
 
 
-def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable[..., Any]]:
+def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0,
+                   registry: ActivityRegistry | None = None) -> list[Callable[..., Any]]:  # fmt: skip
     """The bound activity methods a worker registers: built-ins plus registered journey activities.
 
     Args:
         rt: The process runtime.
         clock_offset_s: Simulation only: enrollments started by events that activities
             emit run on the same simulated clock.
+        registry: Journey activities to serve (default: every discovered one, with the
+            modules the runtime's settings list).
     """
+    registry = registry or load_activities(rt.settings.journeys_activity_modules)
     dispatcher = Dispatcher(
         rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue, clock_offset_s=clock_offset_s
     )
@@ -47,7 +51,7 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
         confirm_poll_s=rt.settings.wecom_confirm_poll_s,
     )  # fmt: skip
     audience = AudienceActivities(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
-    return [
+    engine_activities = [
         audience.next_fire,
         audience.gate,
         audience.run,
@@ -63,12 +67,22 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
         steps.next_time,
         steps.tag,
         steps.update,
-        *registered_activities(load_builtin_activities(), Services(rt, dispatcher)),
     ]
+    own = {_activity_name(fn) for fn in engine_activities}
+    clash = sorted(own & set(registry.names()))
+    if clash:
+        # The registry refuses the reserved namespace; a stand-in registry might not.
+        raise RegistryError(f"journey activities may not reuse engine activity names: {', '.join(clash)}")
+    return [*engine_activities, *registered_activities(registry, Services(rt, dispatcher))]
+
+
+def _activity_name(fn: Callable[..., Any]) -> str:
+    return str(getattr(fn, "__temporal_activity_definition").name)
 
 
 def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: float = 0.0,
-                 overrides: dict[str, Callable[..., Any]] | None = None) -> Worker:  # fmt: skip
+                 overrides: dict[str, Callable[..., Any]] | None = None,
+                 registry: ActivityRegistry | None = None) -> Worker:  # fmt: skip
     """A worker for the journey task queue.
 
     Args:
@@ -77,10 +91,12 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
         clock_offset_s: Simulation only (see ``activities_for``).
         overrides: Activities to register instead of the built-ins of the same name
             (tests use stand-ins this way).
+        registry: Journey activities to serve (default: every discovered one);
+            ``engine.testing`` passes one with stand-ins.
     """
-    acts = activities_for(rt, clock_offset_s=clock_offset_s)
+    acts = activities_for(rt, clock_offset_s=clock_offset_s, registry=registry)
     if overrides:
-        names = {getattr(fn, "__temporal_activity_definition").name: fn for fn in acts}
+        names = {_activity_name(fn): fn for fn in acts}
         names.update(overrides)
         acts = list(names.values())
     return Worker(

@@ -22,6 +22,7 @@ async def test_roles_are_enforced_on_every_kind_of_route(stack: Stack) -> None:
     text = f"journey: {jid}\ntrigger: {{event: a}}\nsteps:\n  - wait: 1h\n"
     async with stack.client(viewer["key"]) as v, stack.client(marketer["key"]) as m, stack.client(operator["key"]) as o:
         assert (await v.get("/v1/journeys")).status_code == 200
+        assert (await v.get("/v1/activities")).status_code == 200
         denied = await v.post("/v1/journeys", content=text, headers=YAML)
         assert denied.status_code == 403 and "marketer" in denied.json()["error"]["message"]
         assert (await v.post("/v1/events", json={"customer_id": "x", "name": "a"})).status_code == 403

@@ -1,0 +1,1 @@
+"""Example Journeys plugin: ``crm.create_lead`` and ``sms.send`` over HTTP."""
