@@ -13,6 +13,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import Response
 
 from api import errors
+from api.examples import install_examples
 from api.routes import activities, customers, enrollments, events, health, journeys, keys, wecom
 from engine.dispatch import Dispatcher
 from engine.lifecycle import Lifecycle
@@ -72,6 +73,7 @@ def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> F
     errors.install(app)
     for module in (health, journeys, events, customers, enrollments, wecom, keys, activities):
         app.include_router(module.router)
+    install_examples(app)
     return app
 
 

@@ -174,8 +174,15 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON contract only.")] = False,
 ) -> None:
     """Run journeys against scripted customers on a simulated clock."""
+    import logging
+
     from engine.simulate import simulate_file
 
+    # The test server lacks capabilities a production server has; the SDK warns about
+    # them on every simulation, which says nothing about the user's journey.
+    logging.getLogger("temporalio.core").setLevel(logging.ERROR)
+    # Failed sends are part of the report (status and reason); their tracebacks are not news.
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     try:
         result = asyncio.run(simulate_file(scenario))
     except SpecError as exc:

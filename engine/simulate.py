@@ -9,7 +9,6 @@ test server's clock in their input.
 from __future__ import annotations
 
 import asyncio
-import logging
 import shutil
 import tempfile
 import uuid
@@ -75,11 +74,6 @@ async def simulate_file(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise SpecError(str(path), [Problem("actions", None, f"actions name journeys the scenario does not run: "
                                             f"{', '.join(unknown)} (it runs {', '.join(sorted(known))})")])  # fmt: skip
-    # The test server lacks capabilities a production server has; the SDK warns about
-    # them on every simulation, which says nothing about the user's journey.
-    logging.getLogger("temporalio.core").setLevel(logging.ERROR)
-    # Failed sends are part of the report (status and reason); their tracebacks are not news.
-    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     return await simulate(scenario, journeys)
 
 
