@@ -150,9 +150,13 @@ class EnrollmentActivities:
 
     @activity.defn(name=TALLY)
     async def tally(self, inp: TallyInput) -> None:
-        """Add a batch of step counts to the journey's counters, once per (enrollment, seq)."""
+        """Add a batch of step counts to the journey's counters, once per (enrollment, seq).
+
+        The effect key's shape (``tally/...``) cannot collide with a step's
+        ``{enrollment}:{step}:{visit}`` key, whatever the step is called.
+        """
         changes = [(CounterKey(inp.journey_id, inp.version, e.metric, e.step, e.label), 1) for e in inp.entries]
-        await asyncio.to_thread(self._store.apply_tally, f"{inp.enrollment_id}:tally:{inp.seq}", changes)
+        await asyncio.to_thread(self._store.apply_tally, f"tally/{inp.enrollment_id}/{inp.seq}", changes)
 
 
 def _props(journey_id: str, version: int, enrollment_id: str, **extra: Any) -> dict[str, Any]:

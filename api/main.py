@@ -89,6 +89,7 @@ async def _maintenance_loop(dispatcher: Dispatcher, rt: Runtime) -> None:
             if loop.time() - last_purge >= PURGE_INTERVAL_S:
                 horizon = datetime.now(UTC) - timedelta(days=rt.settings.journeys_event_retention_days)
                 purged = await asyncio.to_thread(rt.store.purge_events, older_than=horizon)
+                await asyncio.to_thread(rt.store.purge_effects, older_than=horizon)
                 message_horizon = datetime.now(UTC) - timedelta(days=rt.settings.journeys_message_retention_days)
                 purged_messages = await asyncio.to_thread(rt.store.purge_messages, older_than=message_horizon)
                 last_purge = loop.time()

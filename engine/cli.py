@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 
 from engine import cli_ops
@@ -309,4 +311,8 @@ def main() -> None:
     except RegistryError as exc:
         # A plugin that fails to import or declares an activity wrongly: its message, not a traceback.
         _err(f"journeys: {exc}")
+        sys.exit(1)
+    except httpx.TransportError as exc:
+        url = os.environ.get("JOURNEYS_API_URL", "http://127.0.0.1:8000")
+        _err(f"journeys: cannot reach the API at {url} ({exc}); is it running? (JOURNEYS_API_URL)")
         sys.exit(1)

@@ -7,11 +7,22 @@ URL and key come from ``JOURNEYS_API_URL`` and ``JOURNEYS_API_KEY`` (see
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from engine.apiclient import api_client, fail_on_error, report, table
+
+
+class Action(StrEnum):
+    """Operator actions on an enrollment."""
+
+    retry = "retry"
+    skip = "skip"
+    exit = "exit"
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of tables.")]
 
@@ -111,14 +122,14 @@ def stats(
 
 def enrollment(
     enrollment_id: Annotated[str, typer.Argument(help="Enrollment id.")],
-    action: Annotated[str | None, typer.Option(help="exit, retry or skip (operator).")] = None,
+    action: Annotated[Action | None, typer.Option(help="Act on it instead (operator).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """One enrollment, live: current step, next wake-up, path, step results; or act on it."""
     with api_client() as client:
         if action:
-            body = fail_on_error(client.post(f"/v1/enrollments/{enrollment_id}/{action}"))
-            typer.echo(f"{enrollment_id}: {action} done")
+            fail_on_error(client.post(f"/v1/enrollments/{enrollment_id}/{action.value}"))
+            typer.echo(f"{enrollment_id}: {action.value} done")
             return
         resp = client.get(f"/v1/enrollments/{enrollment_id}")
         if as_json:
@@ -142,29 +153,42 @@ def enrollment(
 
 
 def bulk(
-    action: Annotated[str, typer.Argument(help="retry, skip or exit.")],
+    action: Annotated[Action, typer.Argument(help="What to do with each.")],
     journey_id: Annotated[str, typer.Argument(help="Journey id.")],
     state: Annotated[str, typer.Option("--status", help="Enrollments in this state.")] = "needs_attention",
 ) -> None:
     """Act on every enrollment of a journey in a state (default: the parked ones), with progress."""
-    if action not in ("retry", "skip", "exit"):
-        typer.echo("action must be retry, skip or exit", err=True)
-        raise typer.Exit(2)
+    verb = Action(action).value
     with api_client() as client:
-        targets = fail_on_error(client.get(f"/v1/journeys/{journey_id}/enrollments", params={"status": state}))
         done, refused = 0, []
-        with typer.progressbar(targets, label=f"{action} {len(targets)} enrollment(s)", file=None) as bar:
-            for row in bar:
-                resp = client.post(f"/v1/enrollments/{row['enrollment_id']}/{action}")
-                if resp.status_code < 400:
-                    done += 1
-                else:
-                    refused.append((row["enrollment_id"], resp.json().get("error", {}).get("message", resp.text)))
+        tried: set[str] = set()
+        while True:
+            # The API answers at most 1,000 per page; acted-on enrollments leave the state,
+            # so asking again returns the next ones until none are left.
+            page = fail_on_error(client.get(f"/v1/journeys/{journey_id}/enrollments", params={"status": state}))
+            targets = [row for row in page if row["enrollment_id"] not in tried]
+            if not targets:
+                break
+            with typer.progressbar(targets, label=f"{verb} {len(targets)} enrollment(s)") as bar:
+                for row in bar:
+                    tried.add(row["enrollment_id"])
+                    resp = client.post(f"/v1/enrollments/{row['enrollment_id']}/{verb}")
+                    if resp.status_code < 400:
+                        done += 1
+                    else:
+                        refused.append((row["enrollment_id"], _error_message(resp)))
     typer.echo(f"{done} done, {len(refused)} refused")
     for enrollment_id, why in refused:
         typer.echo(f"  {enrollment_id}: {why}", err=True)
     if refused:
         raise typer.Exit(1)
+
+
+def _error_message(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("error", {}).get("message", resp.text))
+    except ValueError:
+        return f"HTTP {resp.status_code}: {resp.text[:200]}"
 
 
 def register(app: typer.Typer) -> None:

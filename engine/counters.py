@@ -12,10 +12,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from sqlalchemy import Connection, func, select
 from sqlmodel import Session
 
 from engine.db import insert_for
-from engine.models import CounterRow
+from engine.models import CounterRow, EnrollmentRow, MessageRow
 
 #: Metric names (the ``metric`` column).
 ENROLLED = "enrollment.entered"
@@ -59,10 +60,40 @@ def bump(session: Session, changes: Iterable[tuple[CounterKey, int]]) -> None:
         return
     table = CounterRow.__table__  # type: ignore[attr-defined]
     insert = insert_for(session.get_bind().dialect.name)
-    for row in rows:
+    # A fixed order: two transactions bumping the same counters cannot lock them crosswise.
+    for row in sorted(rows, key=lambda r: (r["metric"], r["step"], r["label"], r["version"], r["journey_id"])):
         stmt = insert(table).values(**row)
         stmt = stmt.on_conflict_do_update(
             index_elements=["journey_id", "version", "metric", "step", "label"],
             set_={"value": table.c.value + stmt.excluded.value},
         )
         session.execute(stmt)
+
+
+def backfill(conn: Connection) -> int:
+    """Count what a database from before the counters already holds (enrollments and message log).
+
+    Step counts and split arms cannot be rebuilt (their history was never kept), so those
+    start from zero. Returns the number of counters written.
+    """
+    enrollments = EnrollmentRow.__table__  # type: ignore[attr-defined]
+    messages = MessageRow.__table__  # type: ignore[attr-defined]
+    e, m = enrollments.c, messages.c
+    changes: list[tuple[CounterKey, int]] = []
+    for j, v, n in conn.execute(select(e.journey_id, e.version, func.count()).group_by(e.journey_id, e.version)):
+        changes.append((CounterKey(j, v, ENROLLED), n))
+    exited = select(e.journey_id, e.version, e.exit_reason, func.count()).where(e.status == "exited")
+    for j, v, reason, n in conn.execute(exited.group_by(e.journey_id, e.version, e.exit_reason)):
+        changes.append((CounterKey(j, v, EXITED, "", reason or ""), n))
+    converted = select(e.journey_id, e.version, func.count()).where(e.converted_at.is_not(None))
+    for j, v, n in conn.execute(converted.group_by(e.journey_id, e.version)):
+        changes.append((CounterKey(j, v, CONVERTED), n))
+    sends = select(m.journey_id, m.version, m.step_id, m.status, m.reason, func.count())
+    for j, v, step, status, reason, n in conn.execute(
+        sends.group_by(m.journey_id, m.version, m.step_id, m.status, m.reason)
+    ):
+        changes.append((CounterKey(j, v, SEND, step, send_label(status, reason)), n))
+    with Session(bind=conn) as session:
+        bump(session, changes)
+        session.flush()
+    return len(changes)

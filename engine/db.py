@@ -72,11 +72,14 @@ def migrate(engine: Engine) -> str | None:
         before = MigrationContext.configure(conn).get_current_revision()
         config = alembic_config(conn)
         if before is None and inspect(conn).has_table("journeys"):
+            # Completed to the first migration's shape, so later migrations still apply to it.
             SQLModel.metadata.create_all(conn)
             add_missing_columns(conn)
-            command.stamp(config, "head")
-        else:
-            command.upgrade(config, "head")
+            from engine import counters  # imports this module: not at the top
+
+            counters.backfill(conn)
+            command.stamp(config, "0001")
+        command.upgrade(config, "head")
     return before
 
 

@@ -25,10 +25,12 @@ _CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar
 _ID_FIELDS = ("journey_id", "enrollment_id", "customer_id", "step_id", "version")
 
 # Digits on either side mean a longer number (an order id), not a phone number.
-_PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+_PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
+# A name ending in a secret-ish word (WECOM_SECRET, client_secret, msg_signature, x-api-key...),
+# then = or : (quoted or not, as in a query string, JSON, a dict repr or an env dump).
 _KEY_VALUE = re.compile(
-    r"(?i)\b(access_token|corpsecret|secret|token|password|passwd|aes_key|encodingaeskey|api_key|sign)"
-    r"(\"?\s*[=:]\s*\"?)([^\s&\"',;}]+)"
+    r"(?i)(?<![A-Za-z0-9])([A-Za-z_\-]*(?:secret|token|password|passwd|aes[_-]?key|encodingaeskey|api[_-]?key|signature))"
+    r"(\\?[\"']?\s*[=:]\s*\\?[\"']?)([^\s&\"',;}\\]+)"
 )
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',]+")
 _API_KEY = re.compile(r"\b(jk_[A-Za-z0-9]+_)[A-Za-z0-9_\-]+")
@@ -86,7 +88,9 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return mask(json.dumps(entry, ensure_ascii=False, default=str))
+        # Masked before encoding: JSON escaping would hide a quoted secret from the patterns.
+        masked = {k: mask(v) if isinstance(v, str) else v for k, v in entry.items()}
+        return json.dumps(masked, ensure_ascii=False, default=lambda v: mask(str(v)))
 
 
 class TextFormatter(logging.Formatter):

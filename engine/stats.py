@@ -90,7 +90,7 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float] | None:
     """The Wilson score 95% interval of a proportion (well-behaved at 0 and n, unlike the normal one)."""
     if n <= 0:
         return None
-    p = successes / n
+    p = min(max(successes, 0), n) / n
     z2 = _Z * _Z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = _Z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
@@ -99,6 +99,7 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float] | None:
 
 def two_proportion_p_value(x1: int, n1: int, x2: int, n2: int) -> float:
     """Two-sided p-value of the pooled two-proportion z-test."""
+    x1, x2 = min(x1, n1), min(x2, n2)
     pooled = (x1 + x2) / (n1 + n2)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     if se == 0:
@@ -202,7 +203,9 @@ def _split_stats(plans: Sequence[JourneyPlan], total: dict[tuple[str, str, str],
         for arm in arms:
             n = total.get((counters.ARM_ENROLLED, step, arm), 0)
             x = total.get((counters.ARM_CONVERTED, step, arm), 0)
-            rows.append(ArmStats(arm=arm, enrolled=n, converted=x, rate=x / n if n else None,
+            # Conversions commit at once, arm assignments with the enrollment's next step
+            # batch: for a moment an arm can count a conversion before its enrollment.
+            rows.append(ArmStats(arm=arm, enrolled=n, converted=x, rate=min(x, n) / n if n else None,
                                  ci95=wilson_interval(x, n)))  # fmt: skip
         ready = len(rows) >= 2 and all(r.enrolled >= MIN_PER_ARM for r in rows)
         if ready:

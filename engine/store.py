@@ -441,33 +441,40 @@ class Store:
     def finish_enrollment(self, enrollment_id: str, *, status: str, exit_reason: str | None, at: datetime,
                           path: list[str] | None = None, arm: str | None = None) -> None:  # fmt: skip
         """Record how an enrollment ended (or that it needs attention), with its path and arm."""
+        table = EnrollmentRow.__table__  # type: ignore[attr-defined]
+        values: dict[str, Any] = {"status": status, "exit_reason": exit_reason,
+                                  "exited_at": at if status == "exited" else None}  # fmt: skip
+        if path is not None:
+            values["path"] = list(path)
+        if arm is not None:
+            values["arm"] = arm
+        stmt = update(table).where(table.c.enrollment_id == enrollment_id)
+        if status == "exited":
+            # Only the first exit moves the counter: a conditional update, so that two
+            # concurrent attempts (a retried activity) cannot both see "not exited yet".
+            stmt = stmt.where(table.c.status != "exited")
         with self._session() as s:
-            row = s.get(EnrollmentRow, enrollment_id, with_for_update=True)
-            if row is None:
-                return
-            if status == "exited" and row.status != "exited":  # counted once, however often retried
-                bump(s, [(CounterKey(row.journey_id, row.version, counters.EXITED, "", exit_reason or ""), 1)])
-            row.status = status
-            row.exit_reason = exit_reason
-            row.exited_at = at if status == "exited" else None
-            if path is not None:
-                row.path = list(path)
-            if arm is not None:
-                row.arm = arm
-            s.add(row)
+            changed = s.execute(stmt.values(**values).returning(table.c.journey_id, table.c.version)).first()
+            if changed is not None and status == "exited":
+                bump(s, [(CounterKey(changed.journey_id, changed.version, counters.EXITED, "", exit_reason or ""), 1)])
             s.commit()
 
     def mark_converted(self, enrollment_id: str, *, at: datetime, arms: dict[str, str] | None = None) -> None:
         """Record an enrollment's goal conversion (first one wins), counted for it and its split arms."""
+        table = EnrollmentRow.__table__  # type: ignore[attr-defined]
+        stmt = (
+            update(table)
+            .where(table.c.enrollment_id == enrollment_id, table.c.converted_at.is_(None))
+            .values(converted_at=at)
+            .returning(table.c.journey_id, table.c.version)
+        )
         with self._session() as s:
-            row = s.get(EnrollmentRow, enrollment_id, with_for_update=True)
-            if row is not None and row.converted_at is None:
-                row.converted_at = at
-                s.add(row)
-                j, v = row.journey_id, row.version
+            changed = s.execute(stmt).first()
+            if changed is not None:
+                j, v = changed.journey_id, changed.version
                 per_arm = [(CounterKey(j, v, counters.ARM_CONVERTED, k, a), 1) for k, a in (arms or {}).items()]
                 bump(s, [(CounterKey(j, v, counters.CONVERTED), 1), *per_arm])
-                s.commit()
+            s.commit()
 
     def apply_tally(self, key: str, changes: Sequence[tuple[CounterKey, int]]) -> bool:
         """Add an enrollment's step counts once per ``key`` (a retried flush adds nothing).
@@ -595,11 +602,7 @@ class Store:
 
     def set_send_status(self, idempotency_key: str, *, status: str, reason: str | None) -> None:
         """Record the final outcome of an attempt that was waiting (a confirmed mass send)."""
-        with self._session() as s:
-            row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == idempotency_key)).one()
-            _restatus(s, row, status, reason)
-            s.add(row)
-            s.commit()
+        self._move_message(idempotency_key, status, reason, {})
 
     def get_send(self, idempotency_key: str) -> MessageRow | None:
         """The send attempt recorded under this key, if any."""
@@ -618,18 +621,50 @@ class Store:
         sender: str | None = None,
     ) -> None:
         """Record the outcome of a send attempt."""
+        fields: dict[str, Any] = {"response": response}
+        if content is not None:
+            fields["content"] = content
+        if recipients is not None:
+            fields["recipients"] = recipients
+        if sender is not None:
+            fields["sender"] = sender
+        self._move_message(idempotency_key, status, reason, fields)
+
+    def _move_message(self, key: str, status: str, reason: str | None, fields: dict[str, Any]) -> None:
+        """Change a message's status (and fields), moving it between send counters in the same transaction.
+
+        The update is conditional on the status and reason it read, so two concurrent
+        writers (an attempt that outlived its timeout and its retry) cannot both move the
+        counters from the same old status; the loser reads again and moves from the new one.
+        """
+        table = MessageRow.__table__  # type: ignore[attr-defined]
+        while True:
+            with self._session() as s:
+                row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == key)).one()
+                before = _send_counter(row)
+                same_reason = table.c.reason.is_(None) if row.reason is None else table.c.reason == row.reason
+                stmt = (
+                    update(table)
+                    .where(table.c.idempotency_key == key, table.c.status == row.status, same_reason)
+                    .values(status=status, reason=reason, **fields)
+                    .returning(table.c.id)
+                )
+                if s.execute(stmt).first() is None:
+                    s.rollback()
+                    continue
+                bump(s, [(before, -1), (before._replace(label=send_label(status, reason)), 1)])
+                s.commit()
+                return
+
+    def purge_effects(self, *, older_than: datetime) -> int:
+        """Forget effect records (idempotency keys of updates and step counts) older than the horizon.
+
+        A retry of the same effect comes within minutes or hours, never months later.
+        """
         with self._session() as s:
-            row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == idempotency_key)).one()
-            _restatus(s, row, status, reason)
-            row.response = response
-            if content is not None:
-                row.content = content
-            if recipients is not None:
-                row.recipients = recipients
-            if sender is not None:
-                row.sender = sender
-            s.add(row)
+            result = s.exec(delete(EffectRow).where(col(EffectRow.created_at) < older_than))  # type: ignore[call-overload]
             s.commit()
+            return int(result.rowcount or 0)
 
     def purge_messages(self, *, older_than: datetime) -> int:
         """Delete message-log rows older than the retention horizon. Returns how many."""
@@ -666,11 +701,3 @@ class Store:
 
 def _send_counter(row: MessageRow) -> CounterKey:
     return CounterKey(row.journey_id, row.version, counters.SEND, row.step_id, send_label(row.status, row.reason))
-
-
-def _restatus(session: Session, row: MessageRow, status: str, reason: str | None) -> None:
-    """Change a message's status and reason, moving it between send counters in the same transaction."""
-    before = _send_counter(row)
-    row.status = status
-    row.reason = reason
-    bump(session, [(before, -1), (_send_counter(row), 1)])

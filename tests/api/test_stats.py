@@ -39,7 +39,7 @@ steps:
           - id: offer_b
             send: {{channel: wecom.customer, sender: s1, text: "B {{{{ customer.id }}}}"}}
   - id: pause
-    wait: 5s
+    wait: 12s
   - id: nudge
     send: {{channel: wecom.app, to: s1, text: "follow up {{{{ customer.id }}}}"}}
 """
@@ -74,6 +74,9 @@ async def test_stats_after_a_scripted_run_equal_the_message_log_and_enrollments(
         await eventually(enrollments, until=lambda rows: len(rows) == len(customers))
         await eventually(lambda: _messages(api, jid), until=lambda ms: len(ms) == len(customers))
         payers = [cid for cid in customers if cid.endswith(("0", "1", "2"))]
+        # Sent while each payer waits (generous, for loaded machines): conversions after the arm.
+        waiting = await enrollments()
+        assert all(r["status"] == "running" for r in waiting if r["customer_id"] in payers)
         paid = [{"event_id": f"{cid}-paid", "customer_id": cid, "name": f"{jid}.paid"} for cid in payers]
         assert (await api.post("/v1/events", json={"events": paid})).status_code == 202
         rows = await eventually(enrollments, until=lambda rows: all(r["status"] == "exited" for r in rows), timeout=60)
@@ -136,6 +139,8 @@ def test_wilson_interval_and_significance_known_values() -> None:
     lo, hi = wilson_interval(10, 100)
     assert abs(lo - 0.0552) < 1e-3 and abs(hi - 0.1744) < 1e-3
     assert wilson_interval(0, 0) is None
+    assert wilson_interval(6, 5) == wilson_interval(5, 5), "a conversion counted before its arm is no 500"
+    assert two_proportion_p_value(6, 5, 5, 5) == 1.0
     assert wilson_interval(0, 50)[0] < 1e-12
     # 12% vs 20% on 400 each: z ≈ 3.04, p ≈ 0.0024
     assert abs(two_proportion_p_value(48, 400, 80, 400) - 0.0024) < 5e-4

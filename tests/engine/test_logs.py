@@ -26,6 +26,30 @@ def test_mask_hides_phones_and_secrets() -> None:
     assert "corpid=ww1" in masked and "2026-11-23" in masked
 
 
+def test_mask_covers_prefixed_names_reprs_and_spaced_phones() -> None:
+    cases = {
+        "WECOM_SECRET=abc123 WECOM_CALLBACK_AES_KEY=zzzz": ["abc123", "zzzz"],
+        "client_secret: hush, x-api-key: k3y": ["hush", "k3y"],
+        "{'access_token': 'T0K', 'corpsecret': 'C0R'}": ["T0K", "C0R"],
+        "call 138 1234 5678 or 139-8765-4321": ["1234 5678", "8765-4321"],
+        "msg_signature=5c4f0e&timestamp=1": ["5c4f0e"],
+    }
+    for line, hidden in cases.items():
+        masked = mask(line)
+        assert not any(h in masked for h in hidden), masked
+    assert mask("tokens: 5, secrets are fun") == "tokens: 5, secrets are fun"
+
+
+def test_json_formatter_masks_bodies_and_arguments() -> None:
+    rec = record(
+        "WeCom said %s for %s", {"errcode": 0, "access_token": "T0K"}, '{"secret": "abc", "mobile": "13812345678"}'
+    )
+    line = JsonFormatter().format(rec)
+    entry = json.loads(line)
+    assert "T0K" not in line and "abc" not in line and "13812345678" not in line, line
+    assert "138****5678" in entry["message"]
+
+
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
     rec = logging.LogRecord("journeys.test", logging.WARNING, __file__, 1, message, args, None)
     rec.__dict__.update(extra)
