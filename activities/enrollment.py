@@ -11,6 +11,7 @@ from temporalio import activity
 
 from engine import metrics, routing
 from engine.emitter import EngineEvents
+from engine.errors import JourneyError
 from engine.history import event_counter
 from engine.lifecycle import held_key, read_gate
 from engine.models import EnrollmentRow
@@ -52,7 +53,13 @@ class EnrollmentActivities:
         ``trigger.when`` was checked when the event was routed. The enrollment is recorded
         exactly once per trigger event.
         """
-        refused = await asyncio.to_thread(self._check, inp)
+        # The journey's status from its Redis gate (SQL only if Redis lost it), not a SQL
+        # read per enrollment.
+        try:
+            status: str | None = (await read_gate(self._redis, self._store, inp.journey_id)).status
+        except JourneyError:
+            status = None
+        refused = await asyncio.to_thread(self._check, inp, status)
         if refused is not None:
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
             return AdmitResult(admitted=False, reason=refused)
@@ -75,8 +82,7 @@ class EnrollmentActivities:
         )  # fmt: skip
         return AdmitResult(admitted=True)
 
-    def _check(self, inp: AdmitInput) -> str | None:
-        status = self._store.journey_status(inp.journey_id)
+    def _check(self, inp: AdmitInput, status: str | None) -> str | None:
         if status != "active":
             return f"journey_{status or 'missing'}"
         entered = datetime.fromisoformat(inp.entered_at)
@@ -127,6 +133,10 @@ class EnrollmentActivities:
         Registering before reading means a resume that happens meanwhile either sees this
         enrollment in the held set or is seen here as an open gate: none is stranded.
         """
+        gate = await read_gate(self._redis, self._store, inp.journey_id)
+        if gate.status != "paused":
+            # Open: nothing to register (one Redis read per send in the common case).
+            return GateState(status=gate.status, on_resume=gate.on_resume, stale_after_s=gate.stale_after_s)
         await self._redis.sadd(held_key(inp.journey_id), inp.workflow_id)  # type: ignore[misc]
         gate = await read_gate(self._redis, self._store, inp.journey_id)
         if gate.status != "paused":

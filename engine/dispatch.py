@@ -239,7 +239,10 @@ class Dispatcher:
         Runs in a thread: ``count_events`` reads the event history, which already holds
         this event (journey-dsl §6a.9).
         """
-        customer = self._store.ensure_customer(event.customer_id)
+        # Most triggers are a bare event name: read (or create) the profile only when some
+        # candidate's `when` or `key` may look at it.
+        needs_profile = any(plan.trigger.when or plan.trigger.key for _, plan in candidates)
+        customer = self._store.ensure_customer(event.customer_id) if needs_profile else {"id": event.customer_id}
         # Triggers are judged at the moment the event happened: count_events("x", "1h")
         # is the hour ending with this event, whenever it is routed.
         now = datetime.fromisoformat(event.timestamp)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import compileall
+import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from temporalio.worker import Worker
@@ -65,6 +68,21 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0) -> list[Callable
     ]
 
 
+def precompile_workflows() -> None:
+    """Write bytecode for the workflow modules, if it is missing or stale.
+
+    The sandbox imports the workflow module afresh for every workflow run. Without a
+    ``.pyc`` (``PYTHONDONTWRITEBYTECODE=1``, a read-only or fresh checkout) that means
+    compiling ``workflows/journey.py`` from source for every new enrollment: about 10% of
+    the worker's CPU at 20 enrollments/s. Python reads bytecode even when told not to
+    write it, so writing it once here is enough. Failing to write (read-only) is harmless.
+    """
+    import workflows
+
+    with contextlib.suppress(OSError):
+        compileall.compile_dir(str(Path(workflows.__file__).parent), quiet=2, maxlevels=0)
+
+
 def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: float = 0.0,
                  overrides: dict[str, Callable[..., Any]] | None = None) -> Worker:  # fmt: skip
     """A worker for the journey task queue.
@@ -76,6 +94,7 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
         overrides: Activities to register instead of the built-ins of the same name
             (tests use stand-ins this way).
     """
+    precompile_workflows()
     acts = activities_for(rt, clock_offset_s=clock_offset_s)
     if overrides:
         names = {getattr(fn, "__temporal_activity_definition").name: fn for fn in acts}
