@@ -231,10 +231,14 @@ class BenchStack:
 
     async def fake_messages(self) -> list[dict[str, Any]]:
         """Everything the fake received, oldest first."""
+        return list((await self.fake_state())["messages"])
+
+    async def fake_state(self) -> dict[str, Any]:
+        """``GET /_fake/messages``: messages, token fetches and the faults injected so far."""
         async with httpx.AsyncClient(base_url=self.fake_url, timeout=120) as c:
             resp = await c.get("/_fake/messages")
             resp.raise_for_status()
-            return list(resp.json()["messages"])
+            return dict(resp.json())
 
 
 def header(title: str, argv: list[str] | None = None) -> str:
