@@ -173,8 +173,11 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
     @app.get("/_fake/messages")
     async def messages(delivered_only: bool = False) -> JSONResponse:
         return JSONResponse(
-            {"messages": fake.listing(delivered_only=delivered_only), "gettoken_calls": fake.gettoken_calls,
-             "faults_injected": list(fake.faults_injected)}
+            {
+                "messages": fake.listing(delivered_only=delivered_only),
+                "gettoken_calls": fake.gettoken_calls,
+                "faults_injected": list(fake.faults_injected),
+            }
         )
 
     @app.post("/_fake/reset")
