@@ -86,6 +86,12 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> str:
     """One line describing this machine and interpreter."""
     cores = os.cpu_count()
@@ -208,6 +214,18 @@ class BenchStack:
                     self.env, self.data_dir / "logs" / "bare.log")  # fmt: skip
         self.extra.append(proc.start())
         return proc
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each running piece."""
+        procs: dict[str, Any] = {"temporal": self.temporal.proc, "redis": self.redis.proc, "fake": self.fake.proc,
+                                 "api": self.api.proc, "worker": self.worker.proc}  # fmt: skip
+        procs.update({p.name: p.proc for p in self.extra})
+        out = {}
+        for name, proc in procs.items():
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    out[name] = cpu_seconds(proc.pid)
+        return out
 
     def client(self, timeout: float = 60.0) -> httpx.AsyncClient:
         """An API client with the admin key."""

@@ -60,16 +60,18 @@ async def run_ours(stack: BenchStack, n: int, timeout: float) -> dict[str, Any]:
             async with sem:
                 (await api.post("/v1/events", json={"events": events})).raise_for_status()
 
+        cpu0 = stack.cpu()
         t0 = time.time()
         await asyncio.gather(*(post(lo) for lo in range(0, n, 100)))
         accepted = time.time()
     last, done = await finished_at(stack, f"tp {run} ", n, timeout)
+    cpu = {k: v - cpu0.get(k, 0.0) for k, v in stack.cpu().items()}
     db = stack.data_dir / "journeys.db"
     with sqlite3.connect(db) as conn:
         exited = conn.execute("select count(*) from enrollments where customer_id like ? and status = 'exited'",
                               (f"tp-{run}-%",)).fetchone()[0]  # fmt: skip
     return {"n": n, "done": done, "seconds": last - t0, "rate": n / (last - t0), "ingest_s": accepted - t0,
-            "exited": exited}  # fmt: skip
+            "exited": exited, "cpu": cpu, "own_cpu": cpu["api"] + cpu["worker"]}  # fmt: skip
 
 
 async def run_bare(stack: BenchStack, client: Client, n: int, timeout: float, queue: str) -> dict[str, Any]:
@@ -82,12 +84,14 @@ async def run_bare(stack: BenchStack, client: Client, n: int, timeout: float, qu
             await client.start_workflow(BareSend.run, BareRequest(msgs, wait_s=1.0), id=f"tpb-{run}-{i}",
                                         task_queue=queue)  # fmt: skip
 
+    cpu0 = stack.cpu()
     t0 = time.time()
     await asyncio.gather(*(start(i) for i in range(n)))
     accepted = time.time()
     last, done = await finished_at(stack, f"tpb {run} ", n, timeout)
+    cpu = {k: v - cpu0.get(k, 0.0) for k, v in stack.cpu().items()}
     return {"n": n, "done": done, "seconds": last - t0, "rate": n / (last - t0), "ingest_s": accepted - t0,
-            "exited": done}  # fmt: skip
+            "exited": done, "cpu": cpu, "own_cpu": cpu["bare-worker"]}  # fmt: skip
 
 
 async def main() -> None:
@@ -106,11 +110,19 @@ async def main() -> None:
         await run_bare(stack, client, args.warmup, args.timeout, "bare")
         ours = await run_ours(stack, args.customers, args.timeout)
         bare = await run_bare(stack, client, args.customers, args.timeout, "bare")
-        print("| path | enrollments | completed | seconds | completed/s | all submitted after |")
-        print("|---|---|---|---|---|---|")
+        print(
+            "| path | enrollments | completed | seconds | completed/s | all submitted after | CPU ms per "
+            "enrollment: ours (API+worker / bare worker) | Temporal server | fake WeCom |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, r in (("Journeys", ours), ("bare Temporal", bare)):
-            print(f"| {name} | {r['n']} | {r['done']} | {r['seconds']:.1f} | {r['rate']:.1f} | {r['ingest_s']:.1f} s |")
-        print(f"\nratio Journeys / bare: {ours['rate'] / bare['rate']:.2f}; enrollment rows exited: {ours['exited']}")
+            per = {k: 1000 * v / r["n"] for k, v in r["cpu"].items()}
+            print(f"| {name} | {r['n']} | {r['done']} | {r['seconds']:.1f} | {r['rate']:.1f} | {r['ingest_s']:.1f} s "
+                  f"| {1000 * r['own_cpu'] / r['n']:.1f} | {per['temporal']:.1f} | {per['fake']:.1f} |")  # fmt: skip
+        print(f"\nratio Journeys / bare: {ours['rate'] / bare['rate']:.2f}; enrollment rows exited: {ours['exited']}; "
+              f"Journeys CPU per enrollment by process (ms): "
+              f"{ {k: round(1000 * v / ours['n'], 1) for k, v in ours['cpu'].items()} }; load average at end "
+              f"{open('/proc/loadavg').read().split()[:3]}")  # fmt: skip
     finally:
         stack.stop()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audience import AudienceActivities
 from activities.channels import WebhookSender
@@ -107,4 +108,11 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
         activities=acts,
         max_concurrent_activities=200,
         interceptors=[MetricsInterceptor()],
+        # Everything the workflow module imports is imported once, outside the sandbox,
+        # instead of again for every workflow run (the journey module itself is still
+        # loaded per run, and calls such as datetime.now stay forbidden). Our workflow
+        # code keeps no module state, which is what the per-run re-import protects.
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        ),
     )
