@@ -28,6 +28,13 @@ trigger: {event: bench.latency}
 steps:
   - send: {channel: wecom.customer, sender: zhangsan, text: "lat {{ trigger.run }} {{ trigger.n }}"}
 """
+#: The same journey on the application-message channel (no confirmation tracker workflow).
+APP_JOURNEY = """
+journey: bench-latency
+trigger: {event: bench.latency}
+steps:
+  - send: {channel: wecom.app, to: "staff{{ trigger.n }}", text: "lat {{ trigger.run }} {{ trigger.n }}"}
+"""
 
 
 async def open_loop(rate: float, duration: float, fire: Any) -> None:
@@ -85,7 +92,8 @@ async def run_ours(stack: BenchStack, rate: float, duration: float, customers: l
             "lost": len(submitted) - len(lat_submit), "errors": errors}  # fmt: skip
 
 
-async def run_bare(stack: BenchStack, client: Client, rate: float, duration: float, queue: str) -> dict[str, Any]:
+async def run_bare(stack: BenchStack, client: Client, rate: float, duration: float, queue: str,
+                   channel: str = "wecom.customer") -> dict[str, Any]:  # fmt: skip
     run = uuid.uuid4().hex[:6]
     submitted: dict[int, float] = {}
     started: dict[int, float] = {}
@@ -93,7 +101,7 @@ async def run_bare(stack: BenchStack, client: Client, rate: float, duration: flo
     async def fire(i: int) -> None:
         submitted[i] = time.time()
         await client.start_workflow(
-            BareSend.run, BareRequest([BareMessage("wecom.customer", f"wm-bare-{i}", f"bare {run} {i}")]),
+            BareSend.run, BareRequest([BareMessage(channel, f"wm-bare-{i}", f"bare {run} {i}")]),
             id=f"bare-{run}-{i}", task_queue=queue,
         )  # fmt: skip
         started[i] = time.time()
@@ -129,28 +137,39 @@ async def main() -> None:
     parser.add_argument("--rates", default="10,50", help="events per second, comma-separated")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate")
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured events per path first")
+    parser.add_argument(
+        "--channel",
+        choices=("wecom.customer", "wecom.app"),
+        default="wecom.customer",
+        help="the first step's channel (wecom.customer also starts a confirmation tracker)",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     print(header("Latency", ["python", "-m", "bench.latency", "--rates", args.rates, "--duration",
-                             f"{args.duration:g}"]))  # fmt: skip
+                             f"{args.duration:g}", "--channel", args.channel]))  # fmt: skip
     stack = BenchStack().start()
     try:
         stack.start_bare_worker("bare")
         await stack.fake_config(auto_confirm=True)
-        await stack.deploy(JOURNEY)
+        await stack.deploy(JOURNEY if args.channel == "wecom.customer" else APP_JOURNEY)
         needed = args.warmup + int(sum(rates) * args.duration)
         customers = [f"c{i}" for i in range(needed)]
         await put_customers(stack, customers)
         client = await Client.connect(stack.temporal_address)
         await run_ours(stack, args.warmup / 5, 5, customers[: args.warmup])
-        await run_bare(stack, client, args.warmup / 5, 5, "bare")
+        await run_bare(stack, client, args.warmup / 5, 5, "bare", args.channel)
         offset = args.warmup
         results = []
         for rate in rates:
             count = int(rate * args.duration)
+            cpu0 = stack.cpu()
             ours = await run_ours(stack, rate, args.duration, customers[offset : offset + count])
+            cpu1 = stack.cpu()
             offset += count
-            bare = await run_bare(stack, client, rate, args.duration, "bare")
+            bare = await run_bare(stack, client, rate, args.duration, "bare", args.channel)
+            cpu2 = stack.cpu()
+            ours["cpu"] = {k: 1000 * (cpu1[k] - cpu0.get(k, 0)) / count for k in cpu1}
+            bare["cpu"] = {k: 1000 * (cpu2[k] - cpu1.get(k, 0)) / count for k in cpu2}
             results.append((rate, ours, bare))
         print("Latency from the moment the event is submitted (POST sent / start_workflow called) to the")
         print("fake WeCom receiving the add_msg_template call, in ms:\n")
@@ -169,6 +188,9 @@ async def main() -> None:
             print(f"- {rate:g}/s: p50 {o['p50'] / b['p50']:.2f}x, p95 {o['p95'] / b['p95']:.2f}x, "
                   f"p99 {o['p99'] / b['p99']:.2f}x; API answer p50 {ours['api_ms']['p50']:.0f} ms "
                   f"(start_workflow p50 {bare['api_ms']['p50']:.0f} ms); HTTP errors {ours['errors']}")  # fmt: skip
+            print(f"  CPU ms per event, Journeys: { {k: round(v, 1) for k, v in ours['cpu'].items()} }; "
+                  f"bare: { {k: round(v, 1) for k, v in bare['cpu'].items()} }")  # fmt: skip
+        print(f"\nload average at end: {open('/proc/loadavg').read().split()[:3]}")
     finally:
         stack.stop()
 
