@@ -59,16 +59,16 @@ class EnrollmentActivities:
             status: str | None = (await read_gate(self._redis, self._store, inp.journey_id)).status
         except JourneyError:
             status = None
-        refused = await asyncio.to_thread(self._check, inp, status)
-        if refused is not None:
-            await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
-            return AdmitResult(admitted=False, reason=refused)
         row = EnrollmentRow(
             enrollment_id=inp.enrollment_id, workflow_id=inp.workflow_id, journey_id=inp.journey_id,
             version=inp.version, customer_id=inp.customer_id, key=inp.key,
             trigger_event_id=inp.trigger_event_id, entered_at=datetime.fromisoformat(inp.entered_at),
         )  # fmt: skip
-        if not await asyncio.to_thread(self._store.admit, row):
+        refused, recorded = await asyncio.to_thread(self._check_and_record, inp, status, row)
+        if refused is not None:
+            await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
+            return AdmitResult(admitted=False, reason=refused)
+        if not recorded:
             # The same trigger event was routed twice (e.g. recovered after a crash).
             return AdmitResult(admitted=False, reason="duplicate_trigger")
         await routing.add_active(
@@ -81,6 +81,13 @@ class EnrollmentActivities:
             properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id, key=inp.key),
         )  # fmt: skip
         return AdmitResult(admitted=True)
+
+    def _check_and_record(self, inp: AdmitInput, status: str | None, row: EnrollmentRow) -> tuple[str | None, bool]:
+        """(refusal reason or None, whether the enrollment row was recorded), in one thread trip."""
+        refused = self._check(inp, status)
+        if refused is not None:
+            return refused, False
+        return None, self._store.admit(row)
 
     def _check(self, inp: AdmitInput, status: str | None) -> str | None:
         if status != "active":

@@ -124,7 +124,9 @@ class SendActivities:
             WeComError: Retryable WeCom or transport failures, left to Temporal's retries.
         """
         key = idempotency_key(inp)
-        earlier = await asyncio.to_thread(self._store.get_send, key)
+        # One trip to a thread for both reads: thread hand-offs were a visible share of the
+        # worker's CPU (bench/RESULTS.md).
+        earlier, customer = await asyncio.to_thread(self._load, key, inp.customer_id)
         if earlier is not None and earlier.status in ("sent", "skipped", "pending_confirmation"):
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
@@ -142,7 +144,6 @@ class SendActivities:
             )
         if inp.skip_reason:
             return await self._skip(inp, key, inp.skip_reason)
-        customer = await asyncio.to_thread(self._store.ensure_customer, inp.customer_id)
         now = datetime.fromisoformat(inp.now)
         # Policies govern proactive marketing messages to the customer (§6a.5), nothing else.
         governed = inp.category == "marketing" and inp.customer_facing
@@ -200,6 +201,10 @@ class SendActivities:
             return SendResult(status="pending_confirmation", msgid=delivered.msgid, recipients=rendered.recipients)
         await self._finish(key, "sent", reason, delivered.response, rendered)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients)
+
+    def _load(self, key: str, customer_id: str) -> tuple[MessageRow | None, dict[str, Any]]:
+        """The earlier attempt under ``key`` (if any) and the customer's fresh profile."""
+        return self._store.get_send(key), self._store.ensure_customer(customer_id)
 
     async def _reconcile(self, inp: SendInput, key: str, earlier: MessageRow, rendered: Rendered) -> Delivered | None:
         """The task an interrupted attempt of this send created, if WeCom has one (see ``activities.reconcile``)."""
