@@ -182,12 +182,7 @@ async def deliver(client: WeComClient, channel: str, rendered: Rendered, *, webh
             raise DeliveryError("invalid_recipient", f"no recipient can receive it: {', '.join(invalid)}")
         return Delivered(msgid=body.get("msgid"), response=body, failed_recipients=invalid)
     if channel == "wecom.customer":
-        payload = {"chat_type": "single", "external_userid": rendered.recipients, "sender": rendered.sender}
-        if "text" in rendered.content:
-            payload["text"] = {"content": rendered.content["text"]}
-        if rendered.content.get("attachments"):
-            payload["attachments"] = [_wecom_attachment(a) for a in rendered.content["attachments"]]
-        body = await client.add_msg_template(payload)
+        body = await client.add_msg_template(customer_payload(rendered))
         failed = [str(x) for x in body.get("fail_list") or []]
         if failed and set(rendered.recipients) <= set(failed):
             raise DeliveryError("customer_unreachable", f"WeCom cannot send to {', '.join(failed)}")
@@ -215,6 +210,17 @@ async def deliver(client: WeComClient, channel: str, rendered: Rendered, *, webh
             raise DeliveryError("webhook_unavailable", "no HTTP client for webhooks")
         return await webhook.post(rendered.content["url"], rendered.content["body"], idempotency_key=idempotency_key)
     raise DeliveryError("unknown_channel", f"channel {channel!r} is not supported")
+
+
+def customer_payload(rendered: Rendered) -> dict[str, Any]:
+    """The ``add_msg_template`` request for a rendered ``wecom.customer`` message."""
+    payload: dict[str, Any] = {"chat_type": "single", "external_userid": rendered.recipients,
+                               "sender": rendered.sender}  # fmt: skip
+    if "text" in rendered.content:
+        payload["text"] = {"content": rendered.content["text"]}
+    if rendered.content.get("attachments"):
+        payload["attachments"] = [_wecom_attachment(a) for a in rendered.content["attachments"]]
+    return payload
 
 
 def _wecom_attachment(att: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from temporalio import activity
 from engine import metrics, routing
 from engine.counters import CounterKey
 from engine.emitter import EngineEvents
+from engine.errors import JourneyError
 from engine.history import event_counter
 from engine.lifecycle import held_key, read_gate
 from engine.models import EnrollmentRow
@@ -55,16 +56,22 @@ class EnrollmentActivities:
         ``trigger.when`` was checked when the event was routed. The enrollment is recorded
         exactly once per trigger event.
         """
-        refused = await asyncio.to_thread(self._check, inp)
-        if refused is not None:
-            await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
-            return AdmitResult(admitted=False, reason=refused)
+        # The journey's status from its Redis gate (SQL only if Redis lost it), not a SQL
+        # read per enrollment.
+        try:
+            status: str | None = (await read_gate(self._redis, self._store, inp.journey_id)).status
+        except JourneyError:
+            status = None
         row = EnrollmentRow(
             enrollment_id=inp.enrollment_id, workflow_id=inp.workflow_id, journey_id=inp.journey_id,
             version=inp.version, customer_id=inp.customer_id, key=inp.key,
             trigger_event_id=inp.trigger_event_id, entered_at=datetime.fromisoformat(inp.entered_at),
         )  # fmt: skip
-        if not await asyncio.to_thread(self._store.admit, row):
+        refused, recorded = await asyncio.to_thread(self._check_and_record, inp, status, row)
+        if refused is not None:
+            await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
+            return AdmitResult(admitted=False, reason=refused)
+        if not recorded:
             # The same trigger event was routed twice (e.g. recovered after a crash).
             return AdmitResult(admitted=False, reason="duplicate_trigger")
         await routing.add_active(
@@ -78,8 +85,14 @@ class EnrollmentActivities:
         )  # fmt: skip
         return AdmitResult(admitted=True)
 
-    def _check(self, inp: AdmitInput) -> str | None:
-        status = self._store.journey_status(inp.journey_id)
+    def _check_and_record(self, inp: AdmitInput, status: str | None, row: EnrollmentRow) -> tuple[str | None, bool]:
+        """(refusal reason or None, whether the enrollment row was recorded), in one thread trip."""
+        refused = self._check(inp, status)
+        if refused is not None:
+            return refused, False
+        return None, self._store.admit(row)
+
+    def _check(self, inp: AdmitInput, status: str | None) -> str | None:
         if status != "active":
             return f"journey_{status or 'missing'}"
         entered = datetime.fromisoformat(inp.entered_at)
@@ -130,6 +143,10 @@ class EnrollmentActivities:
         Registering before reading means a resume that happens meanwhile either sees this
         enrollment in the held set or is seen here as an open gate: none is stranded.
         """
+        gate = await read_gate(self._redis, self._store, inp.journey_id)
+        if gate.status != "paused":
+            # Open: nothing to register (one Redis read per send in the common case).
+            return GateState(status=gate.status, on_resume=gate.on_resume, stale_after_s=gate.stale_after_s)
         await self._redis.sadd(held_key(inp.journey_id), inp.workflow_id)  # type: ignore[misc]
         gate = await read_gate(self._redis, self._store, inp.journey_id)
         if gate.status != "paused":

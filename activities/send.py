@@ -10,15 +10,16 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.channels import DeliveryError, WebhookSender, deliver, render
+from activities.channels import Delivered, DeliveryError, Rendered, WebhookSender, customer_payload, deliver, render
 from activities.policy import CapLedger, opted_out, quiet_until
+from activities.reconcile import find_mass_send
 from activities.steps import customer_zone
 from activities.wecom import WeComClient, WeComError
 from activities.wecom.ratelimit import RateLimited
 from engine import metrics
 from engine.emitter import EngineEvents
 from engine.models import MessageRow
-from engine.store import Store, utcnow
+from engine.store import Store, aware, utcnow
 from rules import RuleError
 from workflows.messages import SEND, TRACK_MASS_SEND, SendInput, SendResult, TrackInput, TrackResult
 
@@ -123,10 +124,18 @@ class SendActivities:
             WeComError: Retryable WeCom or transport failures, left to Temporal's retries.
         """
         key = idempotency_key(inp)
-        earlier = await asyncio.to_thread(self._store.get_send, key)
+        # One trip to a thread for both reads: thread hand-offs were a visible share of the
+        # worker's CPU (bench/RESULTS.md).
+        earlier, customer = await asyncio.to_thread(self._load, key, inp.customer_id)
         if earlier is not None and earlier.status in ("sent", "skipped", "pending_confirmation"):
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
+            msgid = (earlier.response or {}).get("msgid")
+            if earlier.status == "pending_confirmation" and msgid and self._tracker is not None:
+                # The crash may have come before the tracker started; starting it is idempotent.
+                await self._tracker(TrackInput(idempotency_key=key, msgid=msgid, sender=earlier.sender or "",
+                                               external_userid=(earlier.recipients or [""])[0],
+                                               first_poll_s=self._confirm_poll_s))  # fmt: skip
             return SendResult(
                 status=earlier.status,
                 reason=earlier.reason,
@@ -135,7 +144,6 @@ class SendActivities:
             )
         if inp.skip_reason:
             return await self._skip(inp, key, inp.skip_reason)
-        customer = await asyncio.to_thread(self._store.ensure_customer, inp.customer_id)
         now = datetime.fromisoformat(inp.now)
         # Policies govern proactive marketing messages to the customer (§6a.5), nothing else.
         governed = inp.category == "marketing" and inp.customer_facing
@@ -156,7 +164,13 @@ class SendActivities:
             await self._finish(key, "failed", "template_error", {"error": exc.message})
             raise ApplicationError(exc.message, type="TemplateError", non_retryable=True) from exc
         try:
-            delivered = await deliver(self._wecom, inp.channel, rendered, webhook=self._webhook, idempotency_key=key)
+            delivered = None
+            if earlier is not None and earlier.status == "sending" and inp.channel == "wecom.customer":
+                # An earlier attempt may have created the task before dying: adopt it, not a second one.
+                delivered = await self._reconcile(inp, key, earlier, rendered)
+            if delivered is None:
+                delivered = await deliver(self._wecom, inp.channel, rendered, webhook=self._webhook,
+                                          idempotency_key=key)  # fmt: skip
         except RateLimited as exc:
             # Wait for the slot instead of sending into WeCom's silent drop; the row stays "sending".
             delay = timedelta(seconds=max(1.0, exc.retry_after_s))
@@ -187,6 +201,23 @@ class SendActivities:
             return SendResult(status="pending_confirmation", msgid=delivered.msgid, recipients=rendered.recipients)
         await self._finish(key, "sent", reason, delivered.response, rendered)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients)
+
+    def _load(self, key: str, customer_id: str) -> tuple[MessageRow | None, dict[str, Any]]:
+        """The earlier attempt under ``key`` (if any) and the customer's fresh profile."""
+        return self._store.get_send(key), self._store.ensure_customer(customer_id)
+
+    async def _reconcile(self, inp: SendInput, key: str, earlier: MessageRow, rendered: Rendered) -> Delivered | None:
+        """The task an interrupted attempt of this send created, if WeCom has one (see ``activities.reconcile``)."""
+        claimed = await asyncio.to_thread(self._store.claimed_msgids, inp.customer_id, inp.channel, excluding=key)
+        since = aware(earlier.created_at) or utcnow()
+        msgid = await find_mass_send(self._wecom, customer_payload(rendered), since=since, until=utcnow(),
+                                     claimed=claimed)  # fmt: skip
+        if msgid is None:
+            return None
+        activity.logger.info("send %s: adopting mass-send task %s created by an interrupted attempt", key, msgid)
+        metrics.SENDS.labels(inp.channel, "reconciled", "").inc()
+        return Delivered(msgid=msgid, response={"errcode": 0, "errmsg": "ok", "fail_list": [], "msgid": msgid,
+                                                "reconciled": True})  # fmt: skip
 
     async def _apply_policy(self, inp: SendInput, key: str, customer: dict[str, Any],
                             now: datetime) -> SendResult | None:  # fmt: skip

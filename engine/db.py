@@ -22,7 +22,9 @@ def make_engine(url: str) -> Engine:
     SQLite gets WAL and a busy timeout, because the API and the worker write to the same
     file from different threads.
     """
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # A ping per checkout guards against server-side disconnects; a SQLite file cannot
+    # disconnect, and the ping was ~2.5% of the worker's CPU (bench/RESULTS.md).
+    kwargs: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite")}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, **kwargs)

@@ -63,6 +63,10 @@ class Accepted:
     deferred: bool = False
 
 
+#: Customers whose events one ``accept`` call routes at the same time.
+ROUTE_CONCURRENCY = 32
+
+
 class PlanCache:
     """Active journey plans, cached until the Redis epoch changes.
 
@@ -134,6 +138,14 @@ class Dispatcher:
             )
             for e in events
         ]
+        if not route_in_background:
+            # Nothing listens to most engine events (journey.entered, message.sent...): store
+            # those already dispatched, one write instead of a write, a routing pass and a
+            # second write. A listener that registers right after this check sees the event
+            # as one that happened before it began listening, as it would anyway.
+            for row, idle in zip(rows, await asyncio.gather(*(self._nothing_listens(r) for r in rows)), strict=True):
+                if idle:
+                    row.dispatched_at = received
         fresh = await asyncio.to_thread(self._store.insert_events, rows)
         for is_new in fresh:
             metrics.EVENTS.labels("new" if is_new else "duplicate").inc()
@@ -146,22 +158,49 @@ class Dispatcher:
                 task.add_done_callback(self._background.discard)
             return [Accepted(r.event_id, duplicate=not n, enrolled=[], signalled=[], deferred=n)
                     for r, n in zip(rows, fresh, strict=True)]  # fmt: skip
+        outcomes: dict[str, tuple[list[str], list[str]] | None] = {}
+        groups: dict[str, list[EventRow]] = {}
+        for row, is_new in zip(rows, fresh, strict=True):
+            if is_new and row.dispatched_at is None:
+                groups.setdefault(row.customer_id, []).append(row)
+        limit = asyncio.Semaphore(ROUTE_CONCURRENCY)
+
+        async def route_group(group: list[EventRow]) -> None:
+            # One customer's events in order (their enrollments see them in order); different
+            # customers concurrently, so a batch costs about one round of Temporal calls.
+            async with limit:
+                for row in group:
+                    try:
+                        outcomes[row.event_id] = await self.route(row)
+                    except Exception:  # noqa: BLE001 - the event is stored; recovery routes it later
+                        log.exception("routing event %s failed; it stays queued for recovery", row.event_id)
+                        outcomes[row.event_id] = None
+
+        await asyncio.gather(*(route_group(g) for g in groups.values()))
         results: list[Accepted] = []
-        routed: list[str] = []
         for row, is_new in zip(rows, fresh, strict=True):
             if not is_new:
                 results.append(Accepted(row.event_id, duplicate=True, enrolled=[], signalled=[]))
-                continue
-            try:
-                enrolled, signalled = await self.route(row)
-            except Exception:  # noqa: BLE001 - the event is stored; recovery routes it later
-                log.exception("routing event %s failed; it stays queued for recovery", row.event_id)
+            elif row.event_id not in outcomes:  # stored already dispatched: nothing listened
+                results.append(Accepted(row.event_id, duplicate=False, enrolled=[], signalled=[]))
+            elif (outcome := outcomes[row.event_id]) is None:
                 results.append(Accepted(row.event_id, duplicate=False, enrolled=[], signalled=[], deferred=True))
-                continue
-            routed.append(row.event_id)
-            results.append(Accepted(row.event_id, duplicate=False, enrolled=enrolled, signalled=signalled))
+            else:
+                results.append(Accepted(row.event_id, duplicate=False, enrolled=outcome[0], signalled=outcome[1]))
+        routed = [eid for eid, outcome in outcomes.items() if outcome is not None]
         await asyncio.to_thread(self._store.mark_dispatched, routed)
         return results
+
+    async def _nothing_listens(self, row: EventRow) -> bool:
+        """True when no active journey's trigger and no running enrollment wants this event."""
+        try:
+            if any(plan.trigger.matches_name(row.name) for _, plan in await self.plans.plans()):
+                return False
+            source = row.properties.get("workflow_id") if is_engine_event(row.name) else None
+            listeners = await routing.listening_workflows(self._redis, row.customer_id, row.name)
+            return all(wid == source for wid in listeners)
+        except Exception:  # noqa: BLE001 - cannot tell: route it the normal way (or defer it)
+            return False
 
     async def _route_rows(self, rows: list[EventRow]) -> None:
         routed = []
@@ -239,7 +278,10 @@ class Dispatcher:
         Runs in a thread: ``count_events`` reads the event history, which already holds
         this event (journey-dsl §6a.9).
         """
-        customer = self._store.ensure_customer(event.customer_id)
+        # Most triggers are a bare event name: read (or create) the profile only when some
+        # candidate's `when` or `key` may look at it.
+        needs_profile = any(plan.trigger.when or plan.trigger.key for _, plan in candidates)
+        customer = self._store.ensure_customer(event.customer_id) if needs_profile else {"id": event.customer_id}
         # Triggers are judged at the moment the event happened: count_events("x", "1h")
         # is the hour ending with this event, whenever it is routed.
         now = datetime.fromisoformat(event.timestamp)

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from engine.compiler import compile_text
 from engine.config import Settings
+from engine.converter import data_converter
 from engine.dispatch import Dispatcher, IncomingEvent
 from engine.embedded import find_binary, free_port, redis_process
 from engine.errors import Problem, SpecError
@@ -105,7 +105,7 @@ async def simulate(
     try:
         async with await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=time_skipping_server_binary(),
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter,
             runtime=sdk_runtime(),
         ) as env:
             settings = Settings(

@@ -609,6 +609,18 @@ class Store:
         with self._session() as s:
             return s.exec(select(MessageRow).where(MessageRow.idempotency_key == idempotency_key)).first()
 
+    def claimed_msgids(self, customer_id: str, channel: str, *, excluding: str) -> set[str]:
+        """WeCom msgids that other send attempts to this customer on this channel recorded."""
+        with self._session() as s:
+            rows = s.exec(
+                select(MessageRow).where(
+                    MessageRow.customer_id == customer_id,
+                    MessageRow.channel == channel,
+                    MessageRow.idempotency_key != excluding,
+                )
+            ).all()
+        return {str(r.response["msgid"]) for r in rows if r.response and r.response.get("msgid")}
+
     def finish_send(
         self,
         idempotency_key: str,

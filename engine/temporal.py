@@ -7,10 +7,10 @@ import threading
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 
+from engine.converter import data_converter
 from engine.routing import enrollment_workflow_id
 from workflows.journey import JourneyWorkflow
 from workflows.messages import EVENT_SIGNAL, STATUS_QUERY, EnrollmentInput, EnrollmentState, EventData, TrackInput
@@ -43,9 +43,7 @@ def sdk_runtime() -> Runtime:
 
 async def connect(address: str, namespace: str) -> Client:
     """Connect with the converter every Journeys process must share (plans are pydantic)."""
-    return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter, runtime=sdk_runtime()
-    )
+    return await Client.connect(address, namespace=namespace, data_converter=data_converter, runtime=sdk_runtime())
 
 
 async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentInput) -> str:

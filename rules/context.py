@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -27,6 +27,60 @@ def freeze(value: Any) -> Any:
         return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple | set | frozenset):
         return tuple(freeze(v) for v in value)
+    return value
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class ReadOnlyView(Mapping[str, Any]):
+    """A read-only mapping over caller data that freezes values only as they are read.
+
+    ``freeze`` copies everything up front; a rule usually reads two or three fields of
+    a large profile or event, so copying was most of the cost of evaluating it. What the
+    rule reads is frozen the same way (dicts viewed read-only, lists as tuples); the
+    underlying data is never handed out.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[Any, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: Any) -> Any:
+        return read_only(self._data[key])
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The frozen value of ``key``, or ``default``."""
+        value = self._data.get(key, _MISSING)
+        return default if value is _MISSING else read_only(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return (str(k) for k in self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyView({self._data!r})"
+
+
+_MISSING = object()
+
+
+def read_only(value: Any) -> Any:
+    """Like ``freeze``, but lazy for mappings: a ``ReadOnlyView`` instead of a deep copy."""
+    if type(value) in _SCALARS:
+        return value
+    if isinstance(value, ReadOnlyView):
+        return value
+    if isinstance(value, Mapping):
+        return ReadOnlyView(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(read_only(v) for v in value)
     return value
 
 

@@ -2,24 +2,34 @@
 
 A rule is one Python-like expression (``event.amount >= 50 and has_tag("vip")``). It is
 parsed and checked when the journey compiles: syntax, allowed constructs, and every name
-against the context it will run in (with a did-you-mean). Evaluation reuses the parsed
-tree with a locked-down simpleeval evaluator: no method calls, no comprehensions, no
-f-strings, no powers or shifts, read-only data, and every failure a ``RuleEvaluationError``.
+against the context it will run in (with a did-you-mean), then compiled into closures
+that apply simpleeval's operator table with our restrictions: no method calls, no
+comprehensions, no f-strings, no powers or shifts, read-only data, and every failure a
+``RuleEvaluationError``. Nothing is parsed or dispatched per evaluation.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import types
 import warnings
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import simpleeval
-from simpleeval import EvalWithCompoundTypes, FeatureNotAvailable, InvalidExpression
+from simpleeval import (
+    DISALLOW_FUNCTIONS,
+    MAX_STRING_LENGTH,
+    FeatureNotAvailable,
+    FunctionNotDefined,
+    InvalidExpression,
+    IterableTooLong,
+    NameNotDefined,
+)
 
-from rules.context import RULE_NAMES, freeze, suggest
+from rules.context import RULE_NAMES, freeze, read_only, suggest
 from rules.errors import RuleEvaluationError, RuleSyntaxError, UnknownSymbolError
 from rules.functions import FUNCTION_NAMES, bind_functions
 
@@ -80,54 +90,126 @@ _ALLOWED_NODES: tuple[type[ast.AST], ...] = (
 )
 
 
-class _RuleEval(EvalWithCompoundTypes):
-    """simpleeval with method calls, comprehensions and container builders removed."""
+#: A compiled node: (frozen names, bound functions) -> value.
+_Node = Callable[[Mapping[str, Any], Mapping[str, Callable[..., Any]]], Any]
 
-    def __init__(self, names: Mapping[str, Any], functions: dict[str, Any]) -> None:
-        super().__init__(operators=dict(_OPERATORS), functions=functions, names=names)
-        for fn in ("list", "tuple", "dict", "set"):
-            self.functions.pop(fn, None)
-        for node in (
-            ast.ListComp,
-            ast.GeneratorExp,
-            ast.DictComp,
-            ast.SetComp,
-            ast.Dict,
-            ast.Set,
-            ast.JoinedStr,
-            ast.FormattedValue,
-        ):
-            self.nodes.pop(node, None)
 
-    def _eval_list(self, node: ast.List) -> Any:
-        # Context lists are frozen into tuples; literals must compare equal to them.
-        return tuple(self._eval(x) for x in node.elts)
+def _closure(node: ast.AST, source: str) -> _Node:
+    """Compile a checked rule tree into nested closures, once.
 
-    def _eval_call(self, node: ast.Call) -> Any:
+    Each closure does what ``_RuleEval`` (simpleeval with our restrictions) does for that
+    node, with the same operator table, the same missing-value rules and the same
+    errors, but without walking the tree and dispatching on node types per evaluation.
+    ``compile_rule`` has already refused every construct outside ``_ALLOWED_NODES``.
+    """
+    if isinstance(node, ast.Expr):
+        return _closure(node.value, source)
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if hasattr(value, "__len__") and len(value) > MAX_STRING_LENGTH:
+            raise IterableTooLong(f"literal of {len(value)} characters in {source!r}")
+        return lambda names, functions: value
+    if isinstance(node, ast.Name):
+        key = node.id
+
+        def name(names: Mapping[str, Any], _functions: Mapping[str, Callable[..., Any]]) -> Any:
+            try:
+                return names[key]
+            except KeyError:
+                raise NameNotDefined(key, source) from None
+
+        return name
+    if isinstance(node, ast.Attribute):
+        attr, base_of = node.attr, _closure(node.value, source)
+
+        def attribute(names: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> Any:
+            # Mapping keys only, never getattr on Python objects; a missing key is None.
+            base = base_of(names, functions)
+            if base is None:
+                return None
+            if isinstance(base, Mapping):
+                return base.get(attr)
+            raise FeatureNotAvailable(f"'.{attr}' is not available on a {type(base).__name__}")
+
+        if attr.startswith("_"):  # refused by compile_rule already; kept as a second lock
+            raise FeatureNotAvailable(f"attribute names starting with '_' are not allowed ({attr})")
+        return attribute
+    if isinstance(node, ast.Subscript):
+        container_of, key_of = _closure(node.value, source), _closure(node.slice, source)
+
+        def subscript(names: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> Any:
+            container = container_of(names, functions)
+            key = key_of(names, functions)
+            if container is None:
+                return None
+            if isinstance(container, Mapping):
+                return container.get(key)
+            return container[key]
+
+        return subscript
+    if isinstance(node, ast.BoolOp):
+        parts = [_closure(v, source) for v in node.values]
+        want = not isinstance(node.op, ast.And)  # And stops at the first falsy value, Or at the first truthy
+
+        def boolop(names: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> Any:
+            result: Any = False
+            for part in parts:
+                result = part(names, functions)
+                if bool(result) is want:
+                    break
+            return result
+
+        return boolop
+    if isinstance(node, ast.UnaryOp):
+        unary, operand_of = _OPERATORS[type(node.op)], _closure(node.operand, source)
+        return lambda names, functions: unary(operand_of(names, functions))
+    if isinstance(node, ast.BinOp):
+        binary = _OPERATORS[type(node.op)]
+        left_of, right_of = _closure(node.left, source), _closure(node.right, source)
+        return lambda names, functions: binary(left_of(names, functions), right_of(names, functions))
+    if isinstance(node, ast.Compare):
+        first = _closure(node.left, source)
+        links = [(_OPERATORS[type(o)], _closure(c, source)) for o, c in zip(node.ops, node.comparators, strict=True)]
+
+        def compare(names: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> Any:
+            right = first(names, functions)
+            result: Any = True
+            for operator, comparator in links:
+                if not result:
+                    break
+                left, right = right, comparator(names, functions)
+                result = operator(left, right)
+            return result
+
+        return compare
+    if isinstance(node, ast.IfExp):
+        test, body, orelse = (_closure(n, source) for n in (node.test, node.body, node.orelse))
+        return lambda names, functions: body(names, functions) if test(names, functions) else orelse(names, functions)
+    if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name):
             raise FeatureNotAvailable("method calls are not allowed in rules")
-        return super()._eval_call(node)
+        fname = node.func.id
+        args = [_closure(a, source) for a in node.args]
+        kwargs = [(k.arg, _closure(k.value, source)) for k in node.keywords]
 
-    def _eval_attribute(self, node: ast.Attribute) -> Any:
-        # Dotted access reads mapping keys only; there is no getattr on Python objects,
-        # which closes every attribute trick. A missing key is None, never an error.
-        if node.attr.startswith("_"):
-            raise FeatureNotAvailable(f"attribute names starting with '_' are not allowed ({node.attr})")
-        base = self._eval(node.value)
-        if base is None:
-            return None
-        if isinstance(base, Mapping):
-            return base.get(node.attr)
-        raise FeatureNotAvailable(f"'.{node.attr}' is not available on a {type(base).__name__}")
+        def call(names: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> Any:
+            try:
+                func = functions[fname]
+            except KeyError:
+                raise FunctionNotDefined(fname, source) from None
+            if func in DISALLOW_FUNCTIONS:
+                raise FeatureNotAvailable("This function is forbidden")
+            result = func(*(a(names, functions) for a in args), **{k: v(names, functions) for k, v in kwargs})
+            if isinstance(result, types.ModuleType) or callable(result):
+                raise FeatureNotAvailable(f"{fname}() returned something a rule may not hold")
+            return result
 
-    def _eval_subscript(self, node: ast.Subscript) -> Any:
-        container = self._eval(node.value)
-        key = self._eval(node.slice)
-        if container is None:
-            return None
-        if isinstance(container, Mapping):
-            return container.get(key)
-        return container[key]
+        return call
+    if isinstance(node, ast.List | ast.Tuple):
+        # Context lists are frozen into tuples; literals must compare equal to them.
+        items = [_closure(e, source) for e in node.elts]
+        return lambda names, functions: tuple(item(names, functions) for item in items)
+    raise FeatureNotAvailable(f"{type(node).__name__} is not available in rules")
 
 
 @dataclass(frozen=True)
@@ -142,6 +224,7 @@ class CompiledRule:
     source: str
     names: frozenset[str]
     _tree: ast.Expr
+    _fn: _Node = field(repr=False, compare=False)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """Evaluate against a context.
@@ -157,11 +240,13 @@ class CompiledRule:
             RuleEvaluationError: The data made the expression fail (wrong types, division
                 by zero, a refused construct...).
         """
-        frozen = {k: freeze(v) for k, v in context.items() if k in RULE_NAMES}
-        evaluator = _RuleEval(frozen, bind_functions(context))
-        evaluator.expr = self.source
+        # Only the names this rule reads, and within them only what it reads, are frozen:
+        # deep-copying the whole context (profile, event, steps) was most of the cost.
+        frozen = {k: read_only(context[k]) for k in self.names if k in context}
         try:
-            return evaluator._eval(self._tree.value)
+            value = self._fn(frozen, bind_functions(context))
+            # Results leave as fully frozen data (a lazy view must not escape).
+            return value if isinstance(value, bool | int | float | str | None) else freeze(value)
         except RuleEvaluationError:
             raise
         except (InvalidExpression, KeyError, IndexError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
@@ -289,4 +374,8 @@ def compile_rule(source: str, *, names: Iterable[str] = RULE_NAMES) -> CompiledR
                 raise UnknownSymbolError(message, expression=text, symbol=node.id, suggestion=hint)
             if id(node) not in call_targets:
                 used.add(node.id)
-    return CompiledRule(source=text, names=frozenset(used), _tree=tree)
+    try:
+        fn = _closure(tree, text)
+    except InvalidExpression as exc:
+        raise _syntax_error(text, str(exc)) from exc
+    return CompiledRule(source=text, names=frozenset(used), _tree=tree, _fn=fn)

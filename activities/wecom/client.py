@@ -256,6 +256,12 @@ class WeComClient:
             {"msgid": msgid, "userid": userid, "limit": 1000},
         )
 
+    async def groupmsg_list(self, start_time: int, end_time: int, *, cursor: str = "") -> dict[str, Any]:
+        """``get_groupmsg_list_v2``: enterprise-created customer mass sends in a time range (one page)."""
+        body = {"chat_type": "single", "start_time": start_time, "end_time": end_time, "filter_type": 0,
+                "limit": 100, **({"cursor": cursor} if cursor else {})}  # fmt: skip
+        return await self.call("contact", "/cgi-bin/externalcontact/get_groupmsg_list_v2", body)
+
     async def add_msg_template(self, payload: dict[str, Any]) -> dict[str, Any]:
         """``externalcontact/add_msg_template`` (a send task to customers, confirmed by staff)."""
         return await self.call("contact", "/cgi-bin/externalcontact/add_msg_template", payload)

@@ -128,6 +128,10 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
     async def mark_tag(request: Request) -> JSONResponse:
         return await handle(request, "contact", fake.mark_tag)
 
+    @app.post("/cgi-bin/externalcontact/get_groupmsg_list_v2")
+    async def get_groupmsg_list_v2(request: Request) -> JSONResponse:
+        return await handle(request, "contact", fake.groupmsg_list)
+
     @app.post("/cgi-bin/externalcontact/get_groupmsg_send_result")
     async def get_groupmsg_send_result(request: Request) -> JSONResponse:
         return await handle(request, "contact", fake.send_result)
@@ -169,7 +173,11 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
     @app.get("/_fake/messages")
     async def messages(delivered_only: bool = False) -> JSONResponse:
         return JSONResponse(
-            {"messages": fake.listing(delivered_only=delivered_only), "gettoken_calls": fake.gettoken_calls}
+            {
+                "messages": fake.listing(delivered_only=delivered_only),
+                "gettoken_calls": fake.gettoken_calls,
+                "faults_injected": list(fake.faults_injected),
+            }
         )
 
     @app.post("/_fake/reset")

@@ -441,6 +441,36 @@ class FakeWeCom:
                     message.delivered = any(status == 1 for status, _ in task.values())
             return {external: status for external, (status, _) in task.items()}
 
+    def groupmsg_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``get_groupmsg_list_v2``: mass-send tasks created in ``[start_time, end_time]``.
+
+        Tasks created through ``add_msg_template`` are enterprise-created (``create_type``
+        0); ``filter_type`` 0 or 2 (the default) lists them, 1 (personal) does not. At most
+        ``limit`` (≤ 100, default 50) per page, with ``next_cursor`` for the rest.
+        """
+        chat_type = body.get("chat_type") or "single"
+        try:
+            start, end = int(body["start_time"]), int(body["end_time"])
+            filter_type = int(body.get("filter_type", 2))
+            limit = min(max(int(body.get("limit") or 50), 1), 100)
+            offset = int(body.get("cursor") or 0)
+        except (KeyError, TypeError, ValueError):
+            return error_body(40058, group_msg_list=[])
+        if chat_type not in ("single", "group") or end < start or end - start > 31 * 86400:
+            return error_body(40058, group_msg_list=[])
+        creator = body.get("creator")
+        with self._lock:
+            tasks = [m for m in self.messages if m.api == "externalcontact/add_msg_template"
+                     and (m.payload.get("chat_type") or "single") == chat_type and start <= int(m.at) <= end
+                     and filter_type in (0, 2) and (not creator or m.sender == creator)]  # fmt: skip
+        page = tasks[offset : offset + limit]
+        items = [{"msgid": m.msgid, "creator": m.sender, "create_time": str(int(m.at)), "create_type": 0,
+                  **({"text": m.payload["text"]} if m.payload.get("text") else {}),
+                  "attachments": list(m.payload.get("attachments") or [])} for m in page]  # fmt: skip
+        more = offset + limit < len(tasks)
+        return {"errcode": 0, "errmsg": "ok", "next_cursor": str(offset + limit) if more else "",
+                "group_msg_list": items}  # fmt: skip
+
     def send_result(self, body: dict[str, Any]) -> dict[str, Any]:
         """``get_groupmsg_send_result``: per-customer status of a task."""
         with self._lock:

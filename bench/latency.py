@@ -1,0 +1,199 @@
+"""Event-accepted → message-at-fake latency, Journeys against a bare Temporal workflow.
+
+    .venv/bin/python -m bench.latency [--rates 10,50] [--duration 60]
+
+Both run on the same dev server in the same run: Journeys as API + worker processes
+(SQLite, Redis, the fake WeCom), the baseline as a client starting a hand-written
+workflow whose one activity makes the same ``add_msg_template`` call. Events are sent
+open-loop at a steady rate (one task per event at its scheduled instant), so a slow
+answer does not hold back the next event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from temporalio.client import Client
+
+from bench.bare_workflow import BareMessage, BareRequest, BareSend
+from bench.harness import BenchStack, header, summary_ms
+
+JOURNEY = """
+journey: bench-latency
+trigger: {event: bench.latency}
+steps:
+  - send: {channel: wecom.customer, sender: zhangsan, text: "lat {{ trigger.run }} {{ trigger.n }}"}
+"""
+#: The same journey on the application-message channel (no confirmation tracker workflow).
+APP_JOURNEY = """
+journey: bench-latency
+trigger: {event: bench.latency}
+steps:
+  - send: {channel: wecom.app, to: "staff{{ trigger.n }}", text: "lat {{ trigger.run }} {{ trigger.n }}"}
+"""
+
+
+async def open_loop(rate: float, duration: float, fire: Any) -> None:
+    """Call ``fire(i)`` at ``rate`` per second for ``duration`` seconds, without waiting for answers."""
+    total = int(rate * duration)
+    start = time.perf_counter()
+    tasks = []
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(fire(i)))
+    await asyncio.gather(*tasks)
+
+
+async def wait_for_texts(stack: BenchStack, prefix: str, count: int, timeout: float = 180) -> dict[str, float]:
+    """text -> time the fake received it, once ``count`` messages starting with ``prefix`` arrived."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        seen = {m["text"]: m["at"] for m in await stack.fake_messages() if (m["text"] or "").startswith(prefix)}
+        if len(seen) >= count:
+            break
+        await asyncio.sleep(1.0)
+    return seen
+
+
+async def run_ours(stack: BenchStack, rate: float, duration: float, customers: list[str]) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    submitted: dict[int, float] = {}
+    accepted: dict[int, float] = {}
+    errors = 0
+    async with stack.client() as api:
+
+        async def fire(i: int) -> None:
+            nonlocal errors
+            body = {"event_id": f"lat-{run}-{i}", "customer_id": customers[i], "name": "bench.latency",
+                    "properties": {"run": run, "n": i}}  # fmt: skip
+            submitted[i] = time.time()
+            resp = await api.post("/v1/events", json=body)
+            accepted[i] = time.time()
+            if resp.status_code != 202:
+                errors += 1
+
+        await open_loop(rate, duration, fire)
+    received = await wait_for_texts(stack, f"lat {run} ", len(submitted))
+    lat_submit, lat_accept = [], []
+    for i, t0 in submitted.items():
+        at = received.get(f"lat {run} {i}")
+        if at is not None:
+            lat_submit.append(at - t0)
+            lat_accept.append(at - accepted[i])
+    return {"from_submit": summary_ms(lat_submit), "from_202": summary_ms(lat_accept),
+            "api_ms": summary_ms([accepted[i] - submitted[i] for i in submitted]),
+            "lost": len(submitted) - len(lat_submit), "errors": errors}  # fmt: skip
+
+
+async def run_bare(stack: BenchStack, client: Client, rate: float, duration: float, queue: str,
+                   channel: str = "wecom.customer") -> dict[str, Any]:  # fmt: skip
+    run = uuid.uuid4().hex[:6]
+    submitted: dict[int, float] = {}
+    started: dict[int, float] = {}
+
+    async def fire(i: int) -> None:
+        submitted[i] = time.time()
+        await client.start_workflow(
+            BareSend.run, BareRequest([BareMessage(channel, f"wm-bare-{i}", f"bare {run} {i}")]),
+            id=f"bare-{run}-{i}", task_queue=queue,
+        )  # fmt: skip
+        started[i] = time.time()
+
+    await open_loop(rate, duration, fire)
+    received = await wait_for_texts(stack, f"bare {run} ", len(submitted))
+    lat = [received[f"bare {run} {i}"] - t0 for i, t0 in submitted.items() if f"bare {run} {i}" in received]
+    lat_started = [received[f"bare {run} {i}"] - started[i] for i in submitted if f"bare {run} {i}" in received]
+    return {"from_submit": summary_ms(lat), "from_202": summary_ms(lat_started),
+            "api_ms": summary_ms([started[i] - submitted[i] for i in submitted]),
+            "lost": len(submitted) - len(lat), "errors": 0}  # fmt: skip
+
+
+async def put_customers(stack: BenchStack, ids: list[str]) -> None:
+    sem = asyncio.Semaphore(16)
+    async with stack.client() as api:
+
+        async def put(cid: str) -> None:
+            async with sem:
+                (await api.put(f"/v1/customers/{cid}", json={"external_userid": f"wm-{cid}"})).raise_for_status()
+
+        await asyncio.gather(*(put(c) for c in ids))
+
+
+def row(name: str, r: dict[str, Any], key: str = "from_submit") -> str:
+    s = r[key]
+    return (f"| {name} | {int(s['n'])} | {s['p50']:.0f} | {s['p95']:.0f} | {s['p99']:.0f} | {s['max']:.0f} "
+            f"| {r['lost']} |")  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rates", default="10,50", help="events per second, comma-separated")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate")
+    parser.add_argument("--warmup", type=int, default=50, help="unmeasured events per path first")
+    parser.add_argument(
+        "--channel",
+        choices=("wecom.customer", "wecom.app"),
+        default="wecom.customer",
+        help="the first step's channel (wecom.customer also starts a confirmation tracker)",
+    )
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    print(header("Latency", ["python", "-m", "bench.latency", "--rates", args.rates, "--duration",
+                             f"{args.duration:g}", "--channel", args.channel]))  # fmt: skip
+    stack = BenchStack().start()
+    try:
+        stack.start_bare_worker("bare")
+        await stack.fake_config(auto_confirm=True)
+        await stack.deploy(JOURNEY if args.channel == "wecom.customer" else APP_JOURNEY)
+        needed = args.warmup + int(sum(rates) * args.duration)
+        customers = [f"c{i}" for i in range(needed)]
+        await put_customers(stack, customers)
+        client = await Client.connect(stack.temporal_address)
+        await run_ours(stack, args.warmup / 5, 5, customers[: args.warmup])
+        await run_bare(stack, client, args.warmup / 5, 5, "bare", args.channel)
+        offset = args.warmup
+        results = []
+        for rate in rates:
+            count = int(rate * args.duration)
+            cpu0 = stack.cpu()
+            ours = await run_ours(stack, rate, args.duration, customers[offset : offset + count])
+            cpu1 = stack.cpu()
+            offset += count
+            bare = await run_bare(stack, client, rate, args.duration, "bare", args.channel)
+            cpu2 = stack.cpu()
+            ours["cpu"] = {k: 1000 * (cpu1[k] - cpu0.get(k, 0)) / count for k in cpu1}
+            bare["cpu"] = {k: 1000 * (cpu2[k] - cpu1.get(k, 0)) / count for k in cpu2}
+            results.append((rate, ours, bare))
+        print("Latency from the moment the event is submitted (POST sent / start_workflow called) to the")
+        print("fake WeCom receiving the add_msg_template call, in ms:\n")
+        print("| path | n | p50 | p95 | p99 | max | not arrived within 180 s |\n|---|---|---|---|---|---|---|")
+        for rate, ours, bare in results:
+            print(row(f"Journeys @ {rate:g}/s", ours))
+            print(row(f"bare Temporal @ {rate:g}/s", bare))
+        print("\nFrom the 202 (Journeys) / start_workflow returning (bare), in ms:\n")
+        print("| path | n | p50 | p95 | p99 | max | not arrived within 180 s |\n|---|---|---|---|---|---|---|")
+        for rate, ours, bare in results:
+            print(row(f"Journeys @ {rate:g}/s", ours, "from_202"))
+            print(row(f"bare Temporal @ {rate:g}/s", bare, "from_202"))
+        print("\nRatios (Journeys / bare, from submit):\n")
+        for rate, ours, bare in results:
+            o, b = ours["from_submit"], bare["from_submit"]
+            print(f"- {rate:g}/s: p50 {o['p50'] / b['p50']:.2f}x, p95 {o['p95'] / b['p95']:.2f}x, "
+                  f"p99 {o['p99'] / b['p99']:.2f}x; API answer p50 {ours['api_ms']['p50']:.0f} ms "
+                  f"(start_workflow p50 {bare['api_ms']['p50']:.0f} ms); HTTP errors {ours['errors']}")  # fmt: skip
+            print(f"  CPU ms per event, Journeys: { {k: round(v, 1) for k, v in ours['cpu'].items()} }; "
+                  f"bare: { {k: round(v, 1) for k, v in bare['cpu'].items()} }")  # fmt: skip
+        print(f"\nload average at end: {open('/proc/loadavg').read().split()[:3]}")
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
