@@ -59,7 +59,8 @@ async def main() -> None:
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples")
     args = parser.parse_args()
     print(header("Timers", ["python", "-m", "bench.timers", "--enrollments", str(args.enrollments), "--min-wait",
-                            str(args.min_wait), "--max-wait", str(args.max_wait)]))  # fmt: skip
+                            str(args.min_wait), "--max-wait", str(args.max_wait), "--wait-step",
+                            str(args.wait_step), "--rate", f"{args.rate:g}"]))  # fmt: skip
     stack = BenchStack().start()
     db = str(stack.data_dir / "journeys.db")
     samples: list[tuple[float, int, int, float]] = []  # (t, entered, sent, rss MiB)
