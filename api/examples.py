@@ -36,7 +36,7 @@ _MESSAGE = {
     "id": 81, "idempotency_key": f"{_ENROLLMENT['enrollment_id']}:nudge:1",
     "enrollment_id": _ENROLLMENT["enrollment_id"],
     "journey_id": "unpaid-order", "version": 2, "step_id": "nudge", "visit": 1, "customer_id": "c1",
-    "channel": "wecom.customer", "recipients": ["wmXXXX_c1"], "sender": "zhangsan",
+    "channel": "wecom.customer", "recipients": ["wmqPQxCgAA3zU_c1"], "sender": "zhangsan",
     "content": {"text": {"content": "张三，您的订单 A100 还未支付"}}, "status": "sent", "reason": None,
     "response": {"errcode": 0, "errmsg": "ok", "msgid": "msgGCAAAXtWyQaaa"}, "at": _T, "created_at": _T,
 }  # fmt: skip

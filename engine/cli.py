@@ -234,18 +234,13 @@ def fake_wecom(
     uvicorn.run(create_app(), host=host, port=port, log_level="warning")
 
 
-# Kept under their old names for the commands below.
-_api_client = api_client
-_report = report
-
-
 @app.command()
 def deploy(
     file: Annotated[Path, typer.Argument(help="Journey YAML file.")],
     activate_it: Annotated[bool, typer.Option("--activate", help="Activate the new version.")] = False,
 ) -> None:
     """Upload a journey file as a new version (API at JOURNEYS_API_URL)."""
-    with _api_client() as client:
+    with api_client() as client:
         resp = client.post(
             "/v1/journeys",
             params={"filename": file.name},
@@ -253,10 +248,10 @@ def deploy(
             headers={"Content-Type": "application/yaml"},
         )
         if resp.status_code >= 400 or not activate_it:
-            _report(resp)
+            report(resp)
             return
         created = resp.json()
-        _report(client.post(f"/v1/journeys/{created['journey']}/activate", json={"version": created["version"]}))
+        report(client.post(f"/v1/journeys/{created['journey']}/activate", json={"version": created["version"]}))
 
 
 @app.command()
@@ -265,8 +260,8 @@ def activate(
     version: Annotated[int | None, typer.Option(help="Version (default: latest).")] = None,
 ) -> None:
     """Start admitting customers to a journey."""
-    with _api_client() as client:
-        _report(client.post(f"/v1/journeys/{journey_id}/activate", json={"version": version}))
+    with api_client() as client:
+        report(client.post(f"/v1/journeys/{journey_id}/activate", json={"version": version}))
 
 
 keys_app = typer.Typer(help="API keys (admin).", no_args_is_help=True)
@@ -279,22 +274,22 @@ def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for.")],
 ) -> None:
     """Create a key; it is printed once."""
-    with _api_client() as client:
-        _report(client.post("/v1/keys", json={"name": name, "role": role}))
+    with api_client() as client:
+        report(client.post("/v1/keys", json={"name": name, "role": role}))
 
 
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (never their secrets)."""
-    with _api_client() as client:
-        _report(client.get("/v1/keys"))
+    with api_client() as client:
+        report(client.get("/v1/keys"))
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id.")]) -> None:
     """Revoke a key; it stops working at once."""
-    with _api_client() as client:
-        _report(client.delete(f"/v1/keys/{key_id}"))
+    with api_client() as client:
+        report(client.delete(f"/v1/keys/{key_id}"))
 
 
 cli_ops.register(app)
