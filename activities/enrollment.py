@@ -14,7 +14,7 @@ from engine.counters import CounterKey
 from engine.emitter import EngineEvents
 from engine.errors import JourneyError
 from engine.history import event_counter
-from engine.lifecycle import held_key, read_gate
+from engine.lifecycle import Gate, check_gate, read_gate
 from engine.models import EnrollmentRow
 from engine.store import Store
 from rules import RuleError
@@ -122,10 +122,7 @@ class EnrollmentActivities:
     @activity.defn(name=FINISH)
     async def finish(self, inp: FinishInput) -> None:
         """Record the enrollment's state; drop it from the index once it exited."""
-        await asyncio.to_thread(
-            self._store.finish_enrollment, inp.enrollment_id, status=inp.status,
-            exit_reason=inp.exit_reason, at=datetime.fromisoformat(inp.at), path=inp.path, arm=inp.arm,
-        )  # fmt: skip
+        await asyncio.to_thread(self._record_finish, inp)
         if inp.status == "exited":
             metrics.EXITED.labels(inp.journey_id, inp.exit_reason or "unknown").inc()
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
@@ -136,22 +133,19 @@ class EnrollmentActivities:
                                   exit_reason=inp.exit_reason),  # fmt: skip
             )  # fmt: skip
 
+    def _record_finish(self, inp: FinishInput) -> None:
+        # The last step counts ride along: one thread trip and no activity of their own.
+        if inp.tally is not None:
+            record_tally(self._store, inp.tally)
+        self._store.finish_enrollment(
+            inp.enrollment_id, status=inp.status, exit_reason=inp.exit_reason, at=datetime.fromisoformat(inp.at),
+            path=inp.path, arm=inp.arm,
+        )  # fmt: skip
+
     @activity.defn(name=GATE)
     async def gate(self, inp: GateInput) -> GateState:
-        """The journey's gate; a workflow that finds it paused is registered as holding.
-
-        Registering before reading means a resume that happens meanwhile either sees this
-        enrollment in the held set or is seen here as an open gate: none is stranded.
-        """
-        gate = await read_gate(self._redis, self._store, inp.journey_id)
-        if gate.status != "paused":
-            # Open: nothing to register (one Redis read per send in the common case).
-            return GateState(status=gate.status, on_resume=gate.on_resume, stale_after_s=gate.stale_after_s)
-        await self._redis.sadd(held_key(inp.journey_id), inp.workflow_id)  # type: ignore[misc]
-        gate = await read_gate(self._redis, self._store, inp.journey_id)
-        if gate.status != "paused":
-            await self._redis.srem(held_key(inp.journey_id), inp.workflow_id)  # type: ignore[misc]
-        return GateState(status=gate.status, on_resume=gate.on_resume, stale_after_s=gate.stale_after_s)
+        """The journey's gate; a workflow that finds it paused is registered as holding."""
+        return gate_state(await check_gate(self._redis, self._store, inp.journey_id, inp.workflow_id))
 
     @activity.defn(name=CONVERTED)
     async def converted(self, inp: ConvertedInput) -> None:
@@ -172,8 +166,22 @@ class EnrollmentActivities:
         The effect key's shape (``tally/...``) cannot collide with a step's
         ``{enrollment}:{step}:{visit}`` key, whatever the step is called.
         """
-        changes = [(CounterKey(inp.journey_id, inp.version, e.metric, e.step, e.label), 1) for e in inp.entries]
-        await asyncio.to_thread(self._store.apply_tally, f"tally/{inp.enrollment_id}/{inp.seq}", changes)
+        await asyncio.to_thread(record_tally, self._store, inp)
+
+
+def record_tally(store: Store, batch: TallyInput) -> bool:
+    """Add a batch of step counts to its journey's counters, once per (enrollment, seq) (blocking).
+
+    Returns:
+        False when this batch was counted before (a retried activity).
+    """
+    changes = [(CounterKey(batch.journey_id, batch.version, e.metric, e.step, e.label), 1) for e in batch.entries]
+    return store.apply_tally(f"tally/{batch.enrollment_id}/{batch.seq}", changes)
+
+
+def gate_state(gate: Gate) -> GateState:
+    """The gate as the workflow receives it."""
+    return GateState(status=gate.status, on_resume=gate.on_resume, stale_after_s=gate.stale_after_s)
 
 
 def _props(journey_id: str, version: int, enrollment_id: str, **extra: Any) -> dict[str, Any]:

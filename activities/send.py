@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import Delivered, DeliveryError, Rendered, WebhookSender, customer_payload, deliver, render
+from activities.enrollment import gate_state, record_tally
 from activities.policy import CapLedger, opted_out, quiet_until
 from activities.reconcile import find_mass_send
 from activities.steps import customer_zone
@@ -18,6 +19,7 @@ from activities.wecom import WeComClient, WeComError
 from activities.wecom.ratelimit import RateLimited
 from engine import metrics
 from engine.emitter import EngineEvents
+from engine.lifecycle import check_gate
 from engine.models import MessageRow
 from engine.store import Store, aware, utcnow
 from rules import RuleError
@@ -124,9 +126,9 @@ class SendActivities:
             WeComError: Retryable WeCom or transport failures, left to Temporal's retries.
         """
         key = idempotency_key(inp)
-        # One trip to a thread for both reads: thread hand-offs were a visible share of the
-        # worker's CPU (bench/RESULTS.md).
-        earlier, customer = await asyncio.to_thread(self._load, key, inp.customer_id)
+        # One trip to a thread for the carried step counts and both reads: thread hand-offs
+        # were a visible share of the worker's CPU (bench/RESULTS.md).
+        earlier, customer = await asyncio.to_thread(self._load, key, inp)
         if earlier is not None and earlier.status in ("sent", "skipped", "pending_confirmation"):
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
@@ -142,6 +144,11 @@ class SendActivities:
                 msgid=(earlier.response or {}).get("msgid"),
                 recipients=list(earlier.recipients),
             )
+        if inp.gate:
+            gate = await check_gate(self._wecom.redis, self._store, inp.journey_id, activity.info().workflow_id)
+            if gate.status in ("paused", "archived"):
+                # Nothing is logged: the workflow holds and sends this step visit later (or never).
+                return SendResult(status="held", gate=gate_state(gate))
         if inp.skip_reason:
             return await self._skip(inp, key, inp.skip_reason)
         now = datetime.fromisoformat(inp.now)
@@ -202,9 +209,11 @@ class SendActivities:
         await self._finish(key, "sent", reason, delivered.response, rendered)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients)
 
-    def _load(self, key: str, customer_id: str) -> tuple[MessageRow | None, dict[str, Any]]:
-        """The earlier attempt under ``key`` (if any) and the customer's fresh profile."""
-        return self._store.get_send(key), self._store.ensure_customer(customer_id)
+    def _load(self, key: str, inp: SendInput) -> tuple[MessageRow | None, dict[str, Any]]:
+        """Count the carried steps; the earlier attempt under ``key`` (if any) and the fresh profile."""
+        if inp.tally is not None:
+            record_tally(self._store, inp.tally)
+        return self._store.get_send(key), self._store.ensure_customer(inp.customer_id)
 
     async def _reconcile(self, inp: SendInput, key: str, earlier: MessageRow, rendered: Rendered) -> Delivered | None:
         """The task an interrupted attempt of this send created, if WeCom has one (see ``activities.reconcile``)."""

@@ -72,6 +72,23 @@ async def read_gate(redis: Redis, store: Store, journey_id: str) -> Gate:
     return gate
 
 
+async def check_gate(redis: Redis, store: Store, journey_id: str, workflow_id: str) -> Gate:
+    """The gate as an enrollment about to act sees it; one that finds it paused is registered as holding.
+
+    Registering before reading again means a resume that happens meanwhile either sees
+    this enrollment in the held set or is seen here as an open gate: none is stranded.
+    """
+    gate = await read_gate(redis, store, journey_id)
+    if gate.status != "paused":
+        # Open: nothing to register (one Redis read per action in the common case).
+        return gate
+    await redis.sadd(held_key(journey_id), workflow_id)  # type: ignore[misc]
+    gate = await read_gate(redis, store, journey_id)
+    if gate.status != "paused":
+        await redis.srem(held_key(journey_id), workflow_id)  # type: ignore[misc]
+    return gate
+
+
 def _gate_of(row: JourneyRow) -> Gate:
     return Gate(status=row.status, on_resume=row.on_resume, stale_after_s=row.stale_after_s)
 

@@ -88,6 +88,12 @@ _STEP_COMPLETED = "step.completed"
 _ARM_ENROLLED = "arm.enrolled"
 #: How many event ids to remember for de-duplicating redelivered signals.
 _SEEN_LIMIT = 512
+#: Patch: sends and the final record carry the step counts, and a send checks the pause gate
+#: itself, instead of an activity and a local activity of their own (bench/RESULTS.md).
+_CARRY = "send-carries-bookkeeping"
+#: Step counts are not held back longer than this: a wait that would keep them waiting
+#: longer sends them on their own as before.
+_CARRY_WINDOW = timedelta(seconds=60)
 
 
 class _End(Exception):
@@ -136,6 +142,7 @@ class JourneyWorkflow:
         self._resume: GateState | None = None
         self._tally: list[TallyEntry] = []
         self._tally_seq = 0
+        self._tally_since: datetime | None = None
         self._flushing: list[workflow.ActivityHandle[Any]] = []
 
     # -- clock --------------------------------------------------------------------
@@ -257,8 +264,12 @@ class JourneyWorkflow:
         self._status = "exited"
         self._current = None
         self._wake_at = None
-        await self._settle_tally()
-        await self._record(status="exited")
+        if self._carrying():
+            await self._settled()
+            await self._record(status="exited", tally=self._take_tally())
+        else:
+            await self._settle_tally()
+            await self._record(status="exited")
         return self.status()
 
     async def _admit(self, inp: EnrollmentInput) -> AdmitResult:
@@ -307,11 +318,11 @@ class JourneyWorkflow:
             self._path.append(node.id)
             self._visits[node.id] = self._visits.get(node.id, 0) + 1
             self._visits_this_run += 1
-            self._tally.append(TallyEntry(_STEP_ENTERED, node.id))
+            self._count(TallyEntry(_STEP_ENTERED, node.id))
             if node.kind in ("wait", "wait_until", "wait_for"):
                 budget = len(plan.nodes) + 1
             node_id = await self._execute(node)
-            self._tally.append(TallyEntry(_STEP_COMPLETED, node.id))
+            self._count(TallyEntry(_STEP_COMPLETED, node.id))
         self._exit_reason = "exit_step" if node_id == EXIT else "completed"
 
     async def _execute(self, node: PlanNode) -> str:
@@ -332,7 +343,7 @@ class JourneyWorkflow:
             arms = [(a.arm, a.weight) for a in node.arms]
             arm = split_arm(self._inp.plan.journey_id, self._inp.customer_id, arms)
             if node.id not in self._arms:
-                self._tally.append(TallyEntry(_ARM_ENROLLED, node.id, arm))
+                self._count(TallyEntry(_ARM_ENROLLED, node.id, arm))
             self._arms.setdefault(node.id, arm)
             self._results[node.id] = {"arm": arm}
             return next(a.target for a in node.arms if a.arm == arm)
@@ -476,7 +487,7 @@ class JourneyWorkflow:
 
     async def _sleep_until(self, deadline: datetime) -> None:
         """Sleep, still consuming events (a goal or exit_when may end the wait early)."""
-        self._flush_tally()
+        self._flush_tally_before(deadline)
         self._wake_at = deadline
         try:
             while True:
@@ -492,7 +503,7 @@ class JourneyWorkflow:
         # Only events that arrive after the wait began count (§6a.2): everything queued
         # before now was already consumed by the drain at the top of the loop.
         deadline = self._now() + timedelta(seconds=node.timeout_s)
-        self._flush_tally()
+        self._flush_tally_before(deadline)
         self._wake_at = deadline
         try:
             while True:
@@ -589,11 +600,18 @@ class JourneyWorkflow:
         """
         if not workflow.patched("pause-gate"):
             return False
+        return await self._hold(await self._read_gate())
+
+    async def _read_gate(self) -> GateState:
         assert self._inp is not None
         gate_input = GateInput(journey_id=self._inp.plan.journey_id, workflow_id=workflow.info().workflow_id)
         gate: GateState = await workflow.execute_local_activity(
             GATE, gate_input, result_type=GateState, start_to_close_timeout=_LOCAL
         )
+        return gate
+
+    async def _hold(self, gate: GateState) -> bool:
+        """Hold while ``gate`` (just read) is closed; True when the held action went stale."""
         if gate.status == "archived":
             self._operator_exit = "archived"
         self._check_stop()
@@ -613,9 +631,7 @@ class JourneyWorkflow:
                 )
             except TimeoutError:
                 # Safety net for a lost resume signal: look at the gate again now and then.
-                gate = await workflow.execute_local_activity(
-                    GATE, gate_input, result_type=GateState, start_to_close_timeout=_LOCAL
-                )
+                gate = await self._read_gate()
                 if gate.status == "archived":
                     self._operator_exit = "archived"
                 elif gate.status != "paused":
@@ -629,13 +645,11 @@ class JourneyWorkflow:
 
     async def _effect(self, node: SendNode | ActivityNode) -> str:
         """Run a send or custom activity with its retry policy and ``on_error`` edge."""
+        if isinstance(node, SendNode) and self._carrying():
+            return await self._send(node)
         if await self._hold_if_closed():
             if isinstance(node, SendNode):
-                # Logged like any other skipped send, so the message log tells the whole story.
-                stale = self._send_input(node)
-                stale.skip_reason = "stale"
-                await workflow.execute_activity(SEND, stale, result_type=SendResult,
-                                                start_to_close_timeout=timedelta(seconds=node.timeout_s))  # fmt: skip
+                await self._log_stale(node)
             self._results[node.id] = {"status": "skipped", "reason": "stale"}
             return node.next
         while True:
@@ -669,14 +683,68 @@ class JourneyWorkflow:
                     self._results[node.id] = {"status": "completed", "result": value}
                 return node.next
             except ActivityError as err:
-                reason = _failure_reason(err)
-                self._results[node.id] = {"status": "failed", "reason": reason}
-                if node.on_error != PARK:
-                    return node.on_error
-                if await self._park(f"step {node.id} failed: {reason}") == "retry":
+                after = await self._failed(node, err)
+                if after is None:
                     continue
-                self._results[node.id] = {"status": "skipped", "reason": "operator"}
-                return node.next
+                return after
+
+    async def _send(self, node: SendNode) -> str:
+        """A send step (patch ``send-carries-bookkeeping``).
+
+        The send activity checks the pause gate on its first attempt (answering ``held``
+        while the journey is paused) and carries the step counts gathered so far.
+        """
+        check_gate = True
+        while True:
+            inp = self._send_input(node)
+            inp.gate, check_gate = check_gate, False
+            inp.tally = self._take_tally()
+            try:
+                result: SendResult = await workflow.execute_activity(
+                    SEND, inp, result_type=SendResult,
+                    start_to_close_timeout=timedelta(seconds=node.timeout_s), retry_policy=_retry(node.retry),
+                )  # fmt: skip
+            except ActivityError as err:
+                if inp.tally is not None:
+                    # The failed send may not have counted them: a batch counts once, so send it again.
+                    self._start_tally(inp.tally)
+                after = await self._failed(node, err)
+                if after is None:
+                    continue
+                return after
+            if result.status == "held":
+                assert result.gate is not None
+                if await self._hold(result.gate):
+                    await self._log_stale(node)
+                    self._results[node.id] = {"status": "skipped", "reason": "stale"}
+                    return node.next
+                continue
+            self._results[node.id] = {"status": result.status, "reason": result.reason, "msgid": result.msgid}
+            if result.status == "deferred" and result.retry_at:
+                # Quiet hours or a full cap: sleep until the send may go, then try the same
+                # step visit again (policies are checked afresh).
+                await self._sleep_until(datetime.fromisoformat(result.retry_at))
+                continue
+            return node.next
+
+    async def _failed(self, node: SendNode | ActivityNode, err: ActivityError) -> str | None:
+        """After a failed step: the node to go to, or None to run the step again (operator retry)."""
+        reason = _failure_reason(err)
+        self._results[node.id] = {"status": "failed", "reason": reason}
+        if node.on_error != PARK:
+            return node.on_error
+        if await self._park(f"step {node.id} failed: {reason}") == "retry":
+            return None
+        self._results[node.id] = {"status": "skipped", "reason": "operator"}
+        return node.next
+
+    async def _log_stale(self, node: SendNode) -> None:
+        """Log a held send that went stale like any other skipped send, so the message log tells the whole story."""
+        stale = self._send_input(node)
+        stale.skip_reason = "stale"
+        await workflow.execute_activity(
+            SEND, stale, result_type=SendResult, start_to_close_timeout=timedelta(seconds=node.timeout_s)
+        )
 
     def _journey_id(self) -> str:
         assert self._inp is not None
@@ -712,6 +780,37 @@ class JourneyWorkflow:
         await self._record(status="running", exit_reason=None)
         return action
 
+    def _count(self, entry: TallyEntry) -> None:
+        if not self._tally:
+            self._tally_since = self._now()
+        self._tally.append(entry)
+
+    def _carrying(self) -> bool:
+        """Whether step counts and the gate check ride with activities that run anyway."""
+        return workflow.patched(_CARRY)
+
+    def _take_tally(self) -> TallyInput | None:
+        """The step counts gathered since the last batch, as the next numbered batch (None if none)."""
+        if not self._tally or not workflow.patched("step-tally"):
+            return None
+        assert self._inp is not None
+        self._tally_seq += 1
+        entries, self._tally = self._tally, []
+        self._tally_since = None
+        return TallyInput(
+            enrollment_id=self._enrollment_id(),
+            journey_id=self._inp.plan.journey_id,
+            version=self._inp.version,
+            seq=self._tally_seq,
+            entries=entries,
+        )  # fmt: skip
+
+    def _flush_tally_before(self, deadline: datetime) -> None:
+        """Before a wait until ``deadline``: send the counts now unless a send or the end soon carries them."""
+        if self._tally_since is not None and deadline - self._tally_since <= _CARRY_WINDOW and self._carrying():
+            return
+        self._flush_tally()
+
     def _flush_tally(self) -> None:
         """Send the step counts gathered since the last flush (before the enrollment blocks).
 
@@ -719,35 +818,33 @@ class JourneyWorkflow:
         activity that runs beside the wait: a local activity would hold the workflow task
         open and start the wait's timer late. ``seq`` makes a retried flush a no-op.
         """
-        if not self._tally or not workflow.patched("step-tally"):
-            return
-        assert self._inp is not None
-        self._tally_seq += 1
-        entries, self._tally = self._tally, []
+        batch = self._take_tally()
+        if batch is not None:
+            self._start_tally(batch)
+
+    def _start_tally(self, batch: TallyInput) -> None:
         self._flushing = [h for h in self._flushing if not h.done()]
         self._flushing.append(
             workflow.start_activity(
                 TALLY,
-                TallyInput(
-                    enrollment_id=self._enrollment_id(),
-                    journey_id=self._inp.plan.journey_id,
-                    version=self._inp.version,
-                    seq=self._tally_seq,
-                    entries=entries,
-                ),  # fmt: skip
+                batch,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
             )
         )
 
-    async def _settle_tally(self) -> None:
-        """Flush, then wait until every flush was counted (before the run ends or continues as new)."""
-        self._flush_tally()
+    async def _settled(self) -> None:
+        """Wait until every batch sent on its own was counted."""
         if self._flushing:
             await workflow.wait_condition(lambda: all(h.done() for h in self._flushing))
             self._flushing = []
 
-    async def _record(self, *, status: str, exit_reason: str | None = None) -> None:
+    async def _settle_tally(self) -> None:
+        """Flush, then wait until every flush was counted (before the run ends or continues as new)."""
+        self._flush_tally()
+        await self._settled()
+
+    async def _record(self, *, status: str, exit_reason: str | None = None, tally: TallyInput | None = None) -> None:
         assert self._inp is not None
         await workflow.execute_local_activity(
             FINISH,
@@ -756,7 +853,7 @@ class JourneyWorkflow:
                 customer_id=self._inp.customer_id, status=status,
                 exit_reason=exit_reason if status != "exited" else self._exit_reason, at=self._now().isoformat(),
                 journey_id=self._inp.plan.journey_id, version=self._inp.version,
-                path=list(self._path), arm=next(iter(self._arms.values()), None),
+                path=list(self._path), arm=next(iter(self._arms.values()), None), tally=tally,
             ),
             start_to_close_timeout=_LOCAL,
         )  # fmt: skip

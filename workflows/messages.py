@@ -121,17 +121,24 @@ class SendInput:
     policy: PolicyPlan | None = None
     timezone: str = "Asia/Shanghai"
     skip_reason: str | None = None
+    #: Step counts gathered since the last batch, applied once by this activity (its first
+    #: attempt that gets that far) instead of by an activity of their own.
+    tally: TallyInput | None = None
+    #: Check the journey's pause gate before sending (instead of a local activity of its own);
+    #: a closed gate answers ``held``.
+    gate: bool = False
 
 
 @dataclass
 class SendResult:
-    """What happened to a send: ``sent``, ``skipped``, ``deferred`` or ``failed``."""
+    """What happened to a send: ``sent``, ``skipped``, ``deferred``, ``failed`` or ``held`` (gate closed)."""
 
     status: str
     reason: str | None = None
     msgid: str | None = None
     recipients: list[str] = field(default_factory=list)
     retry_at: str | None = None
+    gate: GateState | None = None
 
 
 @dataclass
@@ -148,6 +155,8 @@ class FinishInput:
     version: int = 0
     path: list[str] | None = None
     arm: str | None = None
+    #: The enrollment's last step counts, applied with the record.
+    tally: TallyInput | None = None
 
 
 @dataclass

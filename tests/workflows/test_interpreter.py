@@ -50,7 +50,9 @@ class StandIns:
     def __init__(self) -> None:
         self.sent: list[tuple[str, int]] = []
         self.finished: list[str] = []
-        self.tallies: list[TallyInput] = []
+        self.tallies: list[TallyInput] = []  # every batch, however it arrived, once
+        self.tally_calls: list[TallyInput] = []  # batches sent by an activity of their own
+        self.gate_calls = 0
         self.failing = False
 
     def all(self) -> list[object]:
@@ -58,7 +60,12 @@ class StandIns:
 
     @activity.defn(name=TALLY)
     async def tally(self, inp: TallyInput) -> None:
-        self.tallies.append(inp)
+        self.tally_calls.append(inp)
+        self._batch(inp)
+
+    def _batch(self, batch: TallyInput | None) -> None:
+        if batch is not None and batch.seq not in {t.seq for t in self.tallies}:
+            self.tallies.append(batch)
 
     @activity.defn(name=ADMIT)
     async def admit(self, inp: AdmitInput) -> AdmitResult:
@@ -67,13 +74,16 @@ class StandIns:
     @activity.defn(name=FINISH)
     async def finish(self, inp: FinishInput) -> None:
         self.finished.append(inp.status)
+        self._batch(inp.tally)
 
     @activity.defn(name=GATE)
     async def gate(self, inp: GateInput) -> GateState:
+        self.gate_calls += 1
         return GateState(status="active")
 
     @activity.defn(name=SEND)
     async def send(self, inp: SendInput) -> SendResult:
+        self._batch(inp.tally)
         if self.failing:
             raise ApplicationError("WeCom says no", type="WeComError", non_retryable=True)
         self.sent.append((inp.step_id, inp.visit))
@@ -202,3 +212,67 @@ async def test_illegal_operator_actions_are_rejected_before_history(env: Workflo
         assert final.exit_reason == "operator"
         with pytest.raises(Exception):  # noqa: B017 - the workflow is closed: no more updates
             await handle.execute_update("exit", OperatorExit())
+
+
+def three_steps(wait: str) -> str:
+    return f"""
+journey: three-steps
+trigger: {{event: go}}
+steps:
+  - id: first
+    send: {{channel: wecom.app, to: ops, text: a}}
+  - id: pause
+    wait: {wait}
+  - id: second
+    send: {{channel: wecom.app, to: ops, text: b}}
+"""
+
+
+def counted(acts: StandIns) -> list[tuple[str, str]]:
+    return sorted((e.metric, e.step) for t in acts.tallies for e in t.entries)
+
+
+EVERY_STEP = sorted((m, s) for m in ("step.entered", "step.completed") for s in ("first", "pause", "second"))
+
+
+async def test_step_counts_and_the_gate_ride_with_activities_that_run_anyway(env: WorkflowEnvironment) -> None:
+    # Patch "send-carries-bookkeeping": a 3-step journey used to cost two tally activities
+    # and two gate local activities on top of its sends (bench/RESULTS.md).
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        final: EnrollmentState = await (await start(env.client, queue, enrollment(three_steps("1s")))).result()
+    assert final.exit_reason == "completed" and acts.sent == [("first", 1), ("second", 1)]
+    assert acts.tally_calls == [] and acts.gate_calls == 0
+    assert [t.seq for t in acts.tallies] == [1, 2, 3]  # first send, second send, the final record
+    assert counted(acts) == EVERY_STEP
+
+
+async def test_a_long_wait_does_not_hold_the_step_counts_back(env: WorkflowEnvironment) -> None:
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        handle = await start(env.client, queue, enrollment(three_steps("1h")))
+        while (await handle.query("status", result_type=EnrollmentState)).current_step != "pause":
+            await env.sleep(timedelta(seconds=1))
+        await env.sleep(timedelta(minutes=5))
+        # Still waiting, and the wait's step is already counted as entered.
+        assert [(e.metric, e.step) for e in acts.tally_calls[0].entries] == [
+            ("step.completed", "first"), ("step.entered", "pause")
+        ]  # fmt: skip
+        await handle.result()
+    assert counted(acts) == EVERY_STEP
+
+
+async def test_a_failed_send_hands_its_step_counts_on(env: WorkflowEnvironment) -> None:
+    # The send may have failed before counting them; a batch counts once, so it goes again.
+    acts = StandIns()
+    acts.failing = True
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        handle = await parked(env, acts, queue)
+        while not acts.tally_calls:
+            await env.sleep(timedelta(seconds=1))
+        assert acts.tally_calls[0].seq == 1 and [e.step for e in acts.tally_calls[0].entries] == ["hello"]
+        await handle.execute_update("exit", OperatorExit())
+        await handle.result()
