@@ -179,6 +179,14 @@ def temporal_process(data_dir: Path, *, port: int, ui_port: int | None, namespac
         "error",
         "--namespace",
         namespace,
+        # Write-ahead log, synced at checkpoints: every workflow task is a few SQLite
+        # transactions, and a full fsync per transaction made the dev server the
+        # bottleneck (bench/RESULTS.md). A killed server still loses nothing: the WAL is
+        # in the OS's page cache; only a power cut can drop the last transactions.
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
     ]
     if ui_port:
         argv += ["--ui-port", str(ui_port)]
