@@ -99,6 +99,8 @@ class SendActivities:
         except WeComError as exc:
             metrics.SENDS.labels(inp.channel, "retry", f"wecom_{exc.errcode}").inc()
             raise
+        if result.status == "held":
+            return result  # not a send (yet): neither counted nor announced
         metrics.SENDS.labels(inp.channel, result.status, result.reason or "").inc()
         if result.status == "sent":
             await self._emit(inp, "message.sent", {"msgid": result.msgid})
@@ -144,7 +146,9 @@ class SendActivities:
                 msgid=(earlier.response or {}).get("msgid"),
                 recipients=list(earlier.recipients),
             )
-        if inp.gate:
+        if inp.gate and earlier is None:
+            # A step an earlier attempt already began is finished, not held: a pause stops
+            # actions from starting, it does not interrupt one under way.
             gate = await check_gate(self._wecom.redis, self._store, inp.journey_id, activity.info().workflow_id)
             if gate.status in ("paused", "archived"):
                 # Nothing is logged: the workflow holds and sends this step visit later (or never).

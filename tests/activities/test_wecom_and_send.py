@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.channels import WebhookSender
 from activities.send import SendActivities
@@ -26,9 +28,10 @@ from engine.config import FAKE_AGENT_ID, FAKE_APP_SECRET, FAKE_CONTACT_SECRET, F
 from engine.db import make_engine
 from engine.embedded import ChildProcess, free_port
 from engine.fake_wecom import FakeWeCom, create_app
+from engine.lifecycle import gate_key, held_key
 from engine.servers import RunningServer, serve
 from engine.store import Store
-from workflows.messages import EventData, SendInput
+from workflows.messages import EventData, GateState, SendInput, TallyEntry, TallyInput
 
 
 @dataclass
@@ -419,3 +422,41 @@ async def test_message_log_filters_and_retention(env: Env) -> None:
     horizon = datetime(2026, 11, 23, tzinfo=UTC) - timedelta(days=180)
     assert env.store.purge_messages(older_than=horizon) == 1
     assert [r.step_id for r in env.store.list_messages()] == ["new"]
+
+
+def step_counts(store: Store) -> dict[tuple[str, str], int]:
+    return {(c.metric, c.step): c.value for c in store.counters("j") if c.metric.startswith("step.")}
+
+
+async def test_a_paused_journey_holds_the_send_and_its_step_counts_count_once(env: Env) -> None:
+    # Patch "send-carries-bookkeeping": the send checks the gate itself and carries the counts.
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    paused = {"status": "paused", "on_resume": "skip_stale", "stale_after_s": 3600}
+    await env.redis.set(gate_key("j"), json.dumps(paused))
+    acts = SendActivities(env.store, env.client())
+    batch = TallyInput(enrollment_id="enr-1", journey_id="j", version=1, seq=1,
+                       entries=[TallyEntry("step.completed", "w1"), TallyEntry("step.entered", "s1")])  # fmt: skip
+    held = await ActivityEnvironment().run(acts.send, send_input(gate=True, tally=batch))
+    assert held.status == "held" and held.gate == GateState(status="paused", on_resume="skip_stale", stale_after_s=3600)
+    assert env.fake.listing() == [] and env.store.list_messages(journey_id="j") == []
+    assert await env.redis.smembers(held_key("j")) == {b"test"}, "registered, so the resume signals it"
+    assert step_counts(env.store) == {("step.completed", "w1"): 1, ("step.entered", "s1"): 1}
+    # Resumed: the same step visit goes out (no second gate check); the batch is not counted again.
+    await env.redis.set(gate_key("j"), json.dumps({"status": "active"}))
+    sent = await ActivityEnvironment().run(acts.send, send_input(tally=batch))
+    assert sent.status == "sent" and len(env.fake.listing()) == 1
+    assert step_counts(env.store) == {("step.completed", "w1"): 1, ("step.entered", "s1"): 1}
+
+
+async def test_a_pause_does_not_hold_a_send_an_earlier_attempt_began(env: Env) -> None:
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    acts = SendActivities(env.store, env.client())
+    await env.client().token("contact")
+    await env.redis.set(gate_key("j"), json.dumps({"status": "active"}))
+    env.fake.config.fail_rate = 1.0
+    with pytest.raises(WeComError):
+        await ActivityEnvironment().run(acts.send, send_input(gate=True))
+    await env.redis.set(gate_key("j"), json.dumps({"status": "paused"}))
+    env.fake.config.fail_rate = 0.0
+    assert (await ActivityEnvironment().run(acts.send, send_input(gate=True))).status == "sent"
+    assert len(env.fake.listing()) == 1
