@@ -59,15 +59,16 @@ def bump(session: Session, changes: Iterable[tuple[CounterKey, int]]) -> None:
     if not rows:
         return
     table = CounterRow.__table__  # type: ignore[attr-defined]
-    insert = insert_for(session.get_bind().dialect.name)
-    # A fixed order: two transactions bumping the same counters cannot lock them crosswise.
-    for row in sorted(rows, key=lambda r: (r["metric"], r["step"], r["label"], r["version"], r["journey_id"])):
-        stmt = insert(table).values(**row)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["journey_id", "version", "metric", "step", "label"],
-            set_={"value": table.c.value + stmt.excluded.value},
-        )
-        session.execute(stmt)
+    stmt = insert_for(session.get_bind().dialect.name)(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["journey_id", "version", "metric", "step", "label"],
+        set_={"value": table.c.value + stmt.excluded.value},
+    )
+    # One statement for all rows (built and compiled once, not per counter), in a fixed order:
+    # two transactions bumping the same counters cannot lock them crosswise.
+    session.execute(
+        stmt, sorted(rows, key=lambda r: (r["metric"], r["step"], r["label"], r["version"], r["journey_id"]))
+    )
 
 
 def backfill(conn: Connection) -> int:
