@@ -605,10 +605,9 @@ class JourneyWorkflow:
     async def _read_gate(self) -> GateState:
         assert self._inp is not None
         gate_input = GateInput(journey_id=self._inp.plan.journey_id, workflow_id=workflow.info().workflow_id)
-        gate: GateState = await workflow.execute_local_activity(
+        return await workflow.execute_local_activity(
             GATE, gate_input, result_type=GateState, start_to_close_timeout=_LOCAL
         )
-        return gate
 
     async def _hold(self, gate: GateState) -> bool:
         """Hold while ``gate`` (just read) is closed; True when the held action went stale."""

@@ -27,18 +27,20 @@ trigger: {event: order.created}
 steps:
   - send: {channel: wecom.customer, sender: "{{ customer.owner_userid }}", text: "您好 {{ customer.name }}"}
 """
+#: OpenAPI for the endpoints that take a journey's YAML as their raw body.
+_YAML_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/yaml": {"schema": {"type": "string"}, "example": _EXAMPLE}},
+    },
+}
 
 
 @router.post(
     "",
     status_code=201,
     response_model=JourneyCreated,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/yaml": {"schema": {"type": "string"}, "example": _EXAMPLE}},
-        },
-    },
+    openapi_extra=_YAML_BODY,
 )
 async def create_version(
     request: Request,
@@ -57,12 +59,7 @@ async def create_version(
 
 @router.post(
     "/validate",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/yaml": {"schema": {"type": "string"}, "example": _EXAMPLE}},
-        },
-    },
+    openapi_extra=_YAML_BODY,
 )
 async def validate(
     request: Request,
