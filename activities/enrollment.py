@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from redis.asyncio import Redis
 from temporalio import activity
 
 from engine import metrics, routing
-from engine.counters import CounterKey
+from engine.counters import CountBatch, CounterKey
 from engine.emitter import EngineEvents
 from engine.errors import JourneyError
 from engine.history import event_counter
@@ -134,12 +134,10 @@ class EnrollmentActivities:
             )  # fmt: skip
 
     def _record_finish(self, inp: FinishInput) -> None:
-        # The last step counts ride along: one thread trip and no activity of their own.
-        if inp.tally is not None:
-            record_tally(self._store, inp.tally)
+        # The last step counts ride along: the same transaction, and no activity of their own.
         self._store.finish_enrollment(
             inp.enrollment_id, status=inp.status, exit_reason=inp.exit_reason, at=datetime.fromisoformat(inp.at),
-            path=inp.path, arm=inp.arm,
+            path=inp.path, arm=inp.arm, counts=count_batch(inp.tally),
         )  # fmt: skip
 
     @activity.defn(name=GATE)
@@ -175,8 +173,24 @@ def record_tally(store: Store, batch: TallyInput) -> bool:
     Returns:
         False when this batch was counted before (a retried activity).
     """
+    counts = count_batch(batch)
+    return store.apply_tally(counts.key, counts.changes)
+
+
+@overload
+def count_batch(batch: TallyInput) -> CountBatch: ...
+
+
+@overload
+def count_batch(batch: None) -> None: ...
+
+
+def count_batch(batch: TallyInput | None) -> CountBatch | None:
+    """A workflow's batch of step counts as counter increments, keyed once per (enrollment, seq)."""
+    if batch is None:
+        return None
     changes = [(CounterKey(batch.journey_id, batch.version, e.metric, e.step, e.label), 1) for e in batch.entries]
-    return store.apply_tally(f"tally/{batch.enrollment_id}/{batch.seq}", changes)
+    return CountBatch(f"tally/{batch.enrollment_id}/{batch.seq}", changes)
 
 
 def gate_state(gate: Gate) -> GateState:

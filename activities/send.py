@@ -11,15 +11,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import Delivered, DeliveryError, Rendered, WebhookSender, customer_payload, deliver, render
-from activities.enrollment import gate_state, record_tally
+from activities.enrollment import count_batch, gate_state
 from activities.policy import CapLedger, opted_out, quiet_until
 from activities.reconcile import find_mass_send
 from activities.steps import customer_zone
 from activities.wecom import WeComClient, WeComError
 from activities.wecom.ratelimit import RateLimited
 from engine import metrics
+from engine.counters import CountBatch
 from engine.emitter import EngineEvents
-from engine.lifecycle import check_gate
+from engine.lifecycle import check_gate, read_gate
 from engine.models import MessageRow
 from engine.store import Store, aware, utcnow
 from rules import RuleError
@@ -128,12 +129,26 @@ class SendActivities:
             WeComError: Retryable WeCom or transport failures, left to Temporal's retries.
         """
         key = idempotency_key(inp)
-        # One trip to a thread for the carried step counts and both reads: thread hand-offs
-        # were a visible share of the worker's CPU (bench/RESULTS.md).
-        earlier, customer = await asyncio.to_thread(self._load, key, inp)
+        counts = count_batch(inp.tally)
+        if inp.gate:
+            held = await self._hold_if_closed(inp, key, counts)
+            if held is not None:
+                return held
+        # Policies govern proactive marketing messages to the customer (§6a.5), nothing else.
+        governed = inp.category == "marketing" and inp.customer_facing
+        # An ungoverned send claims its attempt, with the step counts it carries, in the same
+        # transaction as its reads: one thread trip and one commit before the delivery
+        # (thread hand-offs and commits were most of a busy worker, bench/RESULTS.md). A
+        # governed one claims it (and counts) only once the policy lets it go.
+        begin = None if governed or inp.skip_reason else self._attempt_row(inp, key, "sending")
+        earlier, customer = await asyncio.to_thread(
+            self._store.open_send, key, inp.customer_id, begin=begin, counts=counts if begin else None
+        )
         if earlier is not None and earlier.status in ("sent", "skipped", "pending_confirmation"):
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
+            if counts is not None and begin is None:
+                await asyncio.to_thread(self._store.apply_tally, counts.key, counts.changes)
             msgid = (earlier.response or {}).get("msgid")
             if earlier.status == "pending_confirmation" and msgid and self._tracker is not None:
                 # The crash may have come before the tracker started; starting it is idempotent.
@@ -146,23 +161,14 @@ class SendActivities:
                 msgid=(earlier.response or {}).get("msgid"),
                 recipients=list(earlier.recipients),
             )
-        if inp.gate and earlier is None:
-            # A step an earlier attempt already began is finished, not held: a pause stops
-            # actions from starting, it does not interrupt one under way.
-            gate = await check_gate(self._wecom.redis, self._store, inp.journey_id, activity.info().workflow_id)
-            if gate.status in ("paused", "archived"):
-                # Nothing is logged: the workflow holds and sends this step visit later (or never).
-                return SendResult(status="held", gate=gate_state(gate))
         if inp.skip_reason:
-            return await self._skip(inp, key, inp.skip_reason)
+            return await self._skip(inp, key, inp.skip_reason, counts)
         now = datetime.fromisoformat(inp.now)
-        # Policies govern proactive marketing messages to the customer (§6a.5), nothing else.
-        governed = inp.category == "marketing" and inp.customer_facing
         if governed:
-            held = await self._apply_policy(inp, key, customer, now)
+            held = await self._apply_policy(inp, key, customer, now, counts)
             if held is not None:
                 return held
-        await asyncio.to_thread(self._store.begin_send, self._attempt_row(inp, key, "sending"))
+            await asyncio.to_thread(self._store.begin_send, self._attempt_row(inp, key, "sending"), counts=counts)
         context = _context(inp, customer)
         try:
             rendered = render(inp.channel, inp.message, customer, context, strict=inp.strict)
@@ -213,11 +219,24 @@ class SendActivities:
         await self._finish(key, "sent", reason, delivered.response, rendered)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients)
 
-    def _load(self, key: str, inp: SendInput) -> tuple[MessageRow | None, dict[str, Any]]:
-        """Count the carried steps; the earlier attempt under ``key`` (if any) and the fresh profile."""
-        if inp.tally is not None:
-            record_tally(self._store, inp.tally)
-        return self._store.get_send(key), self._store.ensure_customer(inp.customer_id)
+    async def _hold_if_closed(self, inp: SendInput, key: str, counts: CountBatch | None) -> SendResult | None:
+        """``held`` when the journey is paused or archived and this step visit has not begun.
+
+        The open gate costs one Redis read. A step an earlier attempt already began is
+        finished, not held: a pause stops actions from starting, it does not interrupt one
+        under way.
+        """
+        if not (await read_gate(self._wecom.redis, self._store, inp.journey_id)).closed:
+            return None
+        if await asyncio.to_thread(self._store.get_send, key) is not None:
+            return None
+        gate = await check_gate(self._wecom.redis, self._store, inp.journey_id, activity.info().workflow_id)
+        if not gate.closed:
+            return None  # resumed meanwhile
+        if counts is not None:
+            await asyncio.to_thread(self._store.apply_tally, counts.key, counts.changes)
+        # Nothing is logged: the workflow holds and sends this step visit later (or never).
+        return SendResult(status="held", gate=gate_state(gate))
 
     async def _reconcile(self, inp: SendInput, key: str, earlier: MessageRow, rendered: Rendered) -> Delivered | None:
         """The task an interrupted attempt of this send created, if WeCom has one (see ``activities.reconcile``)."""
@@ -232,11 +251,14 @@ class SendActivities:
         return Delivered(msgid=msgid, response={"errcode": 0, "errmsg": "ok", "fail_list": [], "msgid": msgid,
                                                 "reconciled": True})  # fmt: skip
 
-    async def _apply_policy(self, inp: SendInput, key: str, customer: dict[str, Any],
-                            now: datetime) -> SendResult | None:  # fmt: skip
-        """Opt-out, quiet hours, then caps. Returns the outcome if the send may not go now."""
+    async def _apply_policy(self, inp: SendInput, key: str, customer: dict[str, Any], now: datetime,
+                            counts: CountBatch | None) -> SendResult | None:  # fmt: skip
+        """Opt-out, quiet hours, then caps. Returns the outcome if the send may not go now.
+
+        ``counts`` are added with the attempt a skip or a deferral logs.
+        """
         if opted_out(customer):
-            return await self._skip(inp, key, "opted_out")
+            return await self._skip(inp, key, "opted_out", counts)
         policy = inp.policy
         if policy is None:
             return None
@@ -244,29 +266,30 @@ class SendActivities:
             until = quiet_until(now, customer_zone(customer, inp.timezone), policy.quiet_hours)
             if until is not None:
                 if policy.quiet_hours.action == "skip":
-                    return await self._skip(inp, key, "quiet_hours")
-                return await self._defer(inp, key, "quiet_hours", until)
+                    return await self._skip(inp, key, "quiet_hours", counts)
+                return await self._defer(inp, key, "quiet_hours", until, counts)
         if policy.frequency_caps:
             decision = await self._caps.reserve(inp.customer_id, key, now, policy.frequency_caps)
             if not decision.allowed:
                 if policy.on_capped == "defer" and decision.free_at is not None:
-                    return await self._defer(inp, key, "frequency_cap", decision.free_at)
-                return await self._skip(inp, key, "frequency_cap")
+                    return await self._defer(inp, key, "frequency_cap", decision.free_at, counts)
+                return await self._skip(inp, key, "frequency_cap", counts)
         return None
 
-    async def _skip(self, inp: SendInput, key: str, reason: str) -> SendResult:
+    async def _skip(self, inp: SendInput, key: str, reason: str, counts: CountBatch | None) -> SendResult:
         row = self._attempt_row(inp, key, "skipped")
         row.reason = reason
-        earlier = await asyncio.to_thread(self._store.begin_send, row)
+        earlier = await asyncio.to_thread(self._store.begin_send, row, counts=counts)
         if earlier is not None and earlier.status not in ("sent", "skipped"):
-            await self._finish(key, "skipped", reason, None)
+            await self._finish(key, "skipped", reason, None, expect=(earlier.status, earlier.reason))
         return SendResult(status="skipped", reason=reason)
 
-    async def _defer(self, inp: SendInput, key: str, reason: str, until: datetime) -> SendResult:
+    async def _defer(self, inp: SendInput, key: str, reason: str, until: datetime,
+                     counts: CountBatch | None) -> SendResult:  # fmt: skip
         """Log a ``deferred`` attempt; the workflow sleeps until ``until`` and sends again."""
         row = self._attempt_row(inp, f"{key}@{inp.now}", "deferred")
         row.reason = reason
-        await asyncio.to_thread(self._store.begin_send, row)
+        await asyncio.to_thread(self._store.begin_send, row, counts=counts)
         return SendResult(status="deferred", reason=reason, retry_at=until.isoformat())
 
     async def _give_back(self, governed: bool, inp: SendInput, key: str) -> None:
@@ -291,8 +314,9 @@ class SendActivities:
         )
 
     async def _finish(
-        self, key: str, status: str, reason: str | None, response: dict[str, Any] | None, rendered: Any = None
-    ) -> None:
+        self, key: str, status: str, reason: str | None, response: dict[str, Any] | None, rendered: Any = None,
+        expect: tuple[str, str | None] = ("sending", None),
+    ) -> None:  # fmt: skip
         await asyncio.to_thread(
             self._store.finish_send,
             key,
@@ -302,6 +326,7 @@ class SendActivities:
             content=rendered.content if rendered else None,
             recipients=rendered.recipients if rendered else None,
             sender=rendered.sender if rendered else None,
+            expect=expect,
         )
 
 

@@ -9,7 +9,7 @@ instead of overwriting each other.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from sqlalchemy import Connection, func, select
@@ -37,6 +37,13 @@ class CounterKey(NamedTuple):
     metric: str
     step: str = ""
     label: str = ""
+
+
+class CountBatch(NamedTuple):
+    """Counter increments applied at most once, under ``key`` (a retried write adds nothing)."""
+
+    key: str
+    changes: Sequence[tuple[CounterKey, int]]
 
 
 def send_label(status: str, reason: str | None) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from engine import counters
-from engine.counters import CounterKey, bump, send_label
+from engine.counters import CountBatch, CounterKey, bump, send_label
 from engine.db import insert_for
 from engine.errors import JourneyStateError, NotFoundError
 from engine.models import (
@@ -288,19 +288,10 @@ class Store:
 
     def ensure_customer(self, customer_id: str) -> dict[str, Any]:
         """The profile, creating one with just the id when the customer is new."""
-        found = self.get_customer(customer_id)
-        if found is not None:
-            return found
-        now = utcnow()
-        doc = {"id": customer_id}
         with self._session() as s:
-            try:
-                s.add(CustomerRow(id=customer_id, profile=doc, created_at=now, updated_at=now))
-                s.commit()
-            except IntegrityError:
-                s.rollback()
-                return self.get_customer(customer_id) or doc
-        return doc
+            profile = _ensure_customer(s, customer_id)
+            s.commit()
+            return profile
 
     # -- events -------------------------------------------------------------------
 
@@ -425,22 +416,26 @@ class Store:
 
     def admit(self, row: EnrollmentRow) -> bool:
         """Record an admitted enrollment. False if this trigger event already admitted one."""
+        table = EnrollmentRow.__table__  # type: ignore[attr-defined]
         with self._session() as s:
-            if s.get(EnrollmentRow, row.enrollment_id) is not None:
-                return True  # the same run retried its admission activity
-            s.add(row)
-            try:
-                s.flush()
-            except IntegrityError:
-                s.rollback()
-                return False
+            # One Core insert that claims both the enrollment id and the trigger event: an
+            # ORM get, add and flush cost three round trips on every admission.
+            stmt = insert_for(s.get_bind().dialect.name)(table).values(**_values(row, table))
+            if s.execute(stmt.on_conflict_do_nothing().returning(table.c.enrollment_id)).first() is None:
+                # Either the same run retried its admission activity (True) or another
+                # enrollment holds this trigger event (False).
+                return s.get(EnrollmentRow, row.enrollment_id) is not None
             bump(s, [(CounterKey(row.journey_id, row.version, counters.ENROLLED), 1)])
             s.commit()
             return True
 
     def finish_enrollment(self, enrollment_id: str, *, status: str, exit_reason: str | None, at: datetime,
-                          path: list[str] | None = None, arm: str | None = None) -> None:  # fmt: skip
-        """Record how an enrollment ended (or that it needs attention), with its path and arm."""
+                          path: list[str] | None = None, arm: str | None = None,
+                          counts: CountBatch | None = None) -> None:  # fmt: skip
+        """Record how an enrollment ended (or that it needs attention), with its path and arm.
+
+        ``counts`` (the last step counts) are added in the same transaction, once per their key.
+        """
         table = EnrollmentRow.__table__  # type: ignore[attr-defined]
         values: dict[str, Any] = {"status": status, "exit_reason": exit_reason,
                                   "exited_at": at if status == "exited" else None}  # fmt: skip
@@ -457,6 +452,8 @@ class Store:
             changed = s.execute(stmt.values(**values).returning(table.c.journey_id, table.c.version)).first()
             if changed is not None and status == "exited":
                 bump(s, [(CounterKey(changed.journey_id, changed.version, counters.EXITED, "", exit_reason or ""), 1)])
+            if counts is not None:
+                _claim_counts(s, counts)
             s.commit()
 
     def mark_converted(self, enrollment_id: str, *, at: datetime, arms: dict[str, str] | None = None) -> None:
@@ -482,20 +479,10 @@ class Store:
         Returns:
             False when this key was applied before.
         """
-        table = EffectRow.__table__  # type: ignore[attr-defined]
         with self._session() as s:
-            # One Core statement claims the key (ORM get + add + flush was ~10% of a busy
-            # worker, bench/RESULTS.md); a key claimed before, or by a concurrent attempt,
-            # claims nothing and counts nothing.
-            claim = insert_for(s.get_bind().dialect.name)(table).values(
-                key=key, result={"counters": len(changes)}, created_at=utcnow()
-            )
-            if s.execute(claim.on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key)).first() is None:
-                s.rollback()
-                return False
-            bump(s, changes)
+            applied = _claim_counts(s, CountBatch(key, changes))
             s.commit()
-            return True
+            return applied
 
     def counters(self, journey_id: str, version: int | None = None) -> list[CounterRow]:
         """Every counter of a journey (of one version, if given)."""
@@ -586,25 +573,43 @@ class Store:
 
     # -- message log --------------------------------------------------------------
 
-    def begin_send(self, row: MessageRow) -> MessageRow | None:
-        """Claim a send attempt. Returns the earlier attempt when this key already has one."""
+    def begin_send(self, row: MessageRow, *, counts: CountBatch | None = None) -> MessageRow | None:
+        """Claim a send attempt. Returns the earlier attempt when this key already has one.
+
+        ``counts`` (step counts the send carries) are added in the same transaction, once per
+        their key, whether or not the claim is new.
+        """
         with self._session() as s:
-            existing = s.exec(select(MessageRow).where(MessageRow.idempotency_key == row.idempotency_key)).first()
-            if existing is not None:
-                return existing
-            s.add(row)
-            try:
-                s.flush()
-                bump(s, [(_send_counter(row), 1)])
-                s.commit()
-                return None
-            except IntegrityError:
-                s.rollback()
-                return s.exec(select(MessageRow).where(MessageRow.idempotency_key == row.idempotency_key)).first()
+            earlier = _claim_send(s, row)
+            if counts is not None:
+                _claim_counts(s, counts)
+            s.commit()
+            return earlier
+
+    def open_send(self, key: str, customer_id: str, *, begin: MessageRow | None = None,
+                  counts: CountBatch | None = None) -> tuple[MessageRow | None, dict[str, Any]]:  # fmt: skip
+        """Everything a send needs before it delivers, in one transaction.
+
+        Reads the earlier attempt under ``key`` and the customer's profile (created when new);
+        claims ``begin`` (an attempt under ``key``) when given; adds ``counts`` once.
+
+        Returns:
+            (the earlier attempt, or None when there was none, the profile).
+        """
+        with self._session() as s:
+            profile = _ensure_customer(s, customer_id)
+            if begin is not None:
+                earlier = _claim_send(s, begin)
+            else:
+                earlier = s.exec(select(MessageRow).where(MessageRow.idempotency_key == key)).first()
+            if counts is not None:
+                _claim_counts(s, counts)
+            s.commit()
+            return earlier, profile
 
     def set_send_status(self, idempotency_key: str, *, status: str, reason: str | None) -> None:
         """Record the final outcome of an attempt that was waiting (a confirmed mass send)."""
-        self._move_message(idempotency_key, status, reason, {})
+        self._move_message(idempotency_key, status, reason, {}, expect=("pending_confirmation", None))
 
     def get_send(self, idempotency_key: str) -> MessageRow | None:
         """The send attempt recorded under this key, if any."""
@@ -633,8 +638,13 @@ class Store:
         content: dict[str, Any] | None = None,
         recipients: list[str] | None = None,
         sender: str | None = None,
+        expect: tuple[str, str | None] | None = ("sending", None),
     ) -> None:
-        """Record the outcome of a send attempt."""
+        """Record the outcome of a send attempt.
+
+        ``expect`` is the (status, reason) the attempt is believed to have (by default, just
+        begun): only a hint, which saves a read when right.
+        """
         fields: dict[str, Any] = {"response": response}
         if content is not None:
             fields["content"] = content
@@ -642,30 +652,40 @@ class Store:
             fields["recipients"] = recipients
         if sender is not None:
             fields["sender"] = sender
-        self._move_message(idempotency_key, status, reason, fields)
+        self._move_message(idempotency_key, status, reason, fields, expect=expect)
 
-    def _move_message(self, key: str, status: str, reason: str | None, fields: dict[str, Any]) -> None:
+    def _move_message(self, key: str, status: str, reason: str | None, fields: dict[str, Any], *,
+                      expect: tuple[str, str | None] | None = None) -> None:  # fmt: skip
         """Change a message's status (and fields), moving it between send counters in the same transaction.
 
         The update is conditional on the status and reason it read, so two concurrent
         writers (an attempt that outlived its timeout and its retry) cannot both move the
         counters from the same old status; the loser reads again and moves from the new one.
+        ``expect`` is the (status, reason) the caller believes the row has: the first try
+        skips the read, and a wrong guess costs one read more.
         """
         table = MessageRow.__table__  # type: ignore[attr-defined]
+        known = expect
         while True:
             with self._session() as s:
-                row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == key)).one()
-                before = _send_counter(row)
-                same_reason = table.c.reason.is_(None) if row.reason is None else table.c.reason == row.reason
+                if known is None:
+                    row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == key)).one()
+                    known = (row.status, row.reason)
+                old_status, old_reason = known
+                same_reason = table.c.reason.is_(None) if old_reason is None else table.c.reason == old_reason
                 stmt = (
                     update(table)
-                    .where(table.c.idempotency_key == key, table.c.status == row.status, same_reason)
+                    .where(table.c.idempotency_key == key, table.c.status == old_status, same_reason)
                     .values(status=status, reason=reason, **fields)
-                    .returning(table.c.id)
+                    .returning(table.c.journey_id, table.c.version, table.c.step_id)
                 )
-                if s.execute(stmt).first() is None:
+                moved = s.execute(stmt).first()
+                if moved is None:
                     s.rollback()
+                    known = None
                     continue
+                before = CounterKey(moved.journey_id, moved.version, counters.SEND, moved.step_id,
+                                    send_label(old_status, old_reason))  # fmt: skip
                 bump(s, [(before, -1), (before._replace(label=send_label(status, reason)), 1)])
                 s.commit()
                 return
@@ -715,3 +735,50 @@ class Store:
 
 def _send_counter(row: MessageRow) -> CounterKey:
     return CounterKey(row.journey_id, row.version, counters.SEND, row.step_id, send_label(row.status, row.reason))
+
+
+def _values(row: Any, table: Any) -> dict[str, Any]:
+    """A row object's column values for a Core insert (an unset autoincrement id left out)."""
+    values = {c.name: getattr(row, c.name) for c in table.columns}
+    return {name: v for name, v in values.items() if v is not None or not table.c[name].primary_key}
+
+
+def _ensure_customer(s: Session, customer_id: str) -> dict[str, Any]:
+    """The profile, inserted with just the id when the customer is new (in ``s``'s transaction)."""
+    found = s.get(CustomerRow, customer_id)
+    if found is not None:
+        return dict(found.profile)
+    table = CustomerRow.__table__  # type: ignore[attr-defined]
+    now = utcnow()
+    doc = {"id": customer_id}
+    # A concurrent first sight of the same customer inserts nothing here and its profile wins.
+    stmt = insert_for(s.get_bind().dialect.name)(table).values(id=customer_id, profile=doc, created_at=now,
+                                                                updated_at=now)  # fmt: skip
+    if s.execute(stmt.on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)).first() is None:
+        return dict(s.execute(select(table.c.profile).where(table.c.id == customer_id)).scalar_one())
+    return doc
+
+
+def _claim_send(s: Session, row: MessageRow) -> MessageRow | None:
+    """Insert a send attempt and count it; the earlier attempt instead when its key has one."""
+    table = MessageRow.__table__  # type: ignore[attr-defined]
+    # A Core insert ... on conflict do nothing: an ORM add and flush was a visible share of
+    # a busy worker (bench/RESULTS.md), and the conflict needs no exception handling.
+    stmt = insert_for(s.get_bind().dialect.name)(table).values(**_values(row, table))
+    if s.execute(stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.id)).first():
+        bump(s, [(_send_counter(row), 1)])
+        return None
+    return s.exec(select(MessageRow).where(MessageRow.idempotency_key == row.idempotency_key)).one()
+
+
+def _claim_counts(s: Session, counts: CountBatch) -> bool:
+    """Add ``counts`` unless their key was claimed before (in ``s``'s transaction). True if added."""
+    table = EffectRow.__table__  # type: ignore[attr-defined]
+    # A key claimed before, or by a concurrent attempt, claims nothing and counts nothing.
+    claim = insert_for(s.get_bind().dialect.name)(table).values(
+        key=counts.key, result={"counters": len(counts.changes)}, created_at=utcnow()
+    )
+    if s.execute(claim.on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key)).first() is None:
+        return False
+    bump(s, counts.changes)
+    return True

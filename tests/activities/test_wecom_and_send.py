@@ -460,3 +460,26 @@ async def test_a_pause_does_not_hold_a_send_an_earlier_attempt_began(env: Env) -
     env.fake.config.fail_rate = 0.0
     assert (await ActivityEnvironment().run(acts.send, send_input(gate=True))).status == "sent"
     assert len(env.fake.listing()) == 1
+
+
+async def test_carried_step_counts_count_once_whichever_way_the_send_goes(env: Env) -> None:
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan",
+                                  "consent_marketing": False})  # fmt: skip
+    acts = SendActivities(env.store, env.client())
+
+    def batch(seq: int, step: str) -> TallyInput:
+        return TallyInput(enrollment_id="enr-1", journey_id="j", version=1, seq=seq,
+                          entries=[TallyEntry("step.entered", step)])  # fmt: skip
+
+    staff = {"channel": "wecom.app", "message": {"to": ["zhangsan"], "text": "hi"}, "customer_facing": False}
+    # Ungoverned (to staff): counted with the attempt's claim; the retry counts nothing more.
+    for _ in range(2):
+        assert (await acts.send(send_input("s1", tally=batch(1, "s1"), **staff))).status == "sent"
+    # Governed and skipped by the policy: counted with the skipped attempt; again only once.
+    for _ in range(2):
+        assert (await acts.send(send_input("s2", tally=batch(2, "s2")))).reason == "opted_out"
+    # A retry that finds the message sent, carrying a batch never seen (a reset run).
+    assert (await acts.send(send_input("s1", tally=batch(3, "s3"), **staff))).status == "sent"
+    assert step_counts(env.store) == {("step.entered", "s1"): 1, ("step.entered", "s2"): 1,
+                                      ("step.entered", "s3"): 1}  # fmt: skip
+    assert len(env.fake.listing()) == 1

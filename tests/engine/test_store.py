@@ -16,7 +16,7 @@ from sqlmodel import SQLModel
 
 from engine import counters
 from engine.compiler import compile_text
-from engine.counters import CounterKey
+from engine.counters import CountBatch, CounterKey
 from engine.db import make_engine
 from engine.errors import JourneyStateError, NotFoundError
 from engine.models import ApiKeyRow, EnrollmentRow, EventRow, MessageRow
@@ -212,6 +212,31 @@ def test_message_log_moves_its_counters_with_every_status_change(store: Store) -
     later = datetime.now(UTC) + timedelta(days=1)
     assert store.list_messages(customer_id="c1", since=later) == []
     assert store.purge_messages(older_than=later) == 3
+
+
+def test_a_send_claims_its_attempt_and_carried_counts_in_one_transaction(store: Store) -> None:
+    steps = CountBatch("tally/enr1/1", [(CounterKey("shop", 1, counters.STEP_ENTERED, "hello"), 1)])
+    earlier, profile = store.open_send("k1", "new-customer", begin=message("k1"), counts=steps)
+    assert earlier is None and profile == {"id": "new-customer"} and store.get_customer("new-customer")
+    # A retried attempt finds the first one and counts nothing twice.
+    earlier, _ = store.open_send("k1", "new-customer", begin=message("k1"), counts=steps)
+    assert earlier is not None and earlier.status == "sending"
+    assert store.begin_send(message("k1"), counts=steps) is not None
+    assert store.open_send("k2", "new-customer")[0] is None, "a read alone claims nothing"
+    assert store.get_send("k2") is None
+    # A wrong guess of the attempt's state still moves the right counters.
+    store.finish_send("k1", status="sent", reason=None, response={}, expect=("pending_confirmation", None))
+    got = {(c.metric, c.label): c.value for c in store.counters("shop") if c.value}
+    assert got == {(counters.STEP_ENTERED, ""): 1, (counters.SEND, "sent|"): 1}
+    store.finish_enrollment("enr1", status="exited", exit_reason="completed", at=utcnow(), counts=steps)
+    assert store.apply_tally(*CountBatch("tally/enr1/2", steps.changes))
+    assert {(c.metric, c.label): c.value for c in store.counters("shop") if c.value}[(counters.STEP_ENTERED, "")] == 2
+
+
+def test_a_retried_admission_is_the_same_enrollment(store: Store) -> None:
+    assert store.admit(enrollment(1))
+    assert store.admit(enrollment(1)), "the same run retried its admission activity"
+    assert {c.metric: c.value for c in store.counters("shop")} == {counters.ENROLLED: 1}
 
 
 def test_keys_and_audit(store: Store) -> None:
