@@ -67,9 +67,14 @@ async def run_ours(stack: BenchStack, n: int, timeout: float) -> dict[str, Any]:
     last, done = await finished_at(stack, f"tp {run} ", n, timeout)
     cpu = {k: v - cpu0.get(k, 0.0) for k, v in stack.cpu().items()}
     db = stack.data_dir / "journeys.db"
-    with sqlite3.connect(db) as conn:
-        exited = conn.execute("select count(*) from enrollments where customer_id like ? and status = 'exited'",
-                              (f"tp-{run}-%",)).fetchone()[0]  # fmt: skip
+    # The enrollment row is recorded just after the last send: give the last few a moment.
+    exited, settle = 0, time.monotonic() + 30
+    while exited < done and time.monotonic() < settle:
+        with sqlite3.connect(db) as conn:
+            exited = conn.execute("select count(*) from enrollments where customer_id like ? and status = 'exited'",
+                                  (f"tp-{run}-%",)).fetchone()[0]  # fmt: skip
+        if exited < done:
+            await asyncio.sleep(0.5)
     return {"n": n, "done": done, "seconds": last - t0, "rate": n / (last - t0), "ingest_s": accepted - t0,
             "exited": exited, "cpu": cpu, "own_cpu": cpu["api"] + cpu["worker"]}  # fmt: skip
 

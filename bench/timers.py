@@ -54,13 +54,20 @@ async def main() -> None:
         "--rate",
         type=float,
         default=25.0,
-        help="events posted per second (batches of 100); above what the worker admits, the backlog delays every timer",
+        help="events posted per second; above what the worker admits, the backlog delays every timer",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=10,
+        help="events per POST (every batch/rate seconds); large batches are bursts of admissions that timers "
+        "falling due meanwhile wait behind",
     )
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples")
     args = parser.parse_args()
     print(header("Timers", ["python", "-m", "bench.timers", "--enrollments", str(args.enrollments), "--min-wait",
                             str(args.min_wait), "--max-wait", str(args.max_wait), "--wait-step",
-                            str(args.wait_step), "--rate", f"{args.rate:g}"]))  # fmt: skip
+                            str(args.wait_step), "--rate", f"{args.rate:g}", "--batch", str(args.batch)]))  # fmt: skip
     stack = BenchStack().start()
     db = str(stack.data_dir / "journeys.db")
     samples: list[tuple[float, int, int, float]] = []  # (t, entered, sent, rss MiB)
@@ -86,16 +93,16 @@ async def main() -> None:
             sem = asyncio.Semaphore(4)
 
             async def post(lo: int) -> None:
-                top = min(args.enrollments, lo + 100)
+                top = min(args.enrollments, lo + args.batch)
                 events = [{"event_id": f"tm-{run}-{i}", "customer_id": f"tm-{run}-c{i}", "name": "bench.timer",
                            "properties": {"run": run, "n": i}} for i in range(lo, top)]  # fmt: skip
                 async with sem:
                     (await api.post("/v1/events", json={"events": events})).raise_for_status()
 
             tasks = []
-            for lo in range(0, args.enrollments, 100):
+            for lo in range(0, args.enrollments, args.batch):
                 tasks.append(asyncio.create_task(post(lo)))
-                await asyncio.sleep(100 / args.rate)
+                await asyncio.sleep(args.batch / args.rate)
             await asyncio.gather(*tasks)
         ingest_s = time.monotonic() - t0
         print(f"all {args.enrollments} events accepted after {ingest_s:.0f} s")

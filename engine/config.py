@@ -48,6 +48,11 @@ class Settings(BaseSettings):
             defaults to text for people, ``api`` and ``worker`` to JSON for collectors.
         journeys_activity_modules: Comma-separated modules that declare journey activities,
             imported besides the built-ins and installed plugins (``engine/registry.py``).
+        journeys_worker_workflow_tasks: Workflow tasks one worker process runs at once.
+        journeys_worker_local_activities: Local activities (admission, branch and update
+            steps, the enrollment record) one worker process runs at once.
+        journeys_worker_activities: Activities (sends, custom activities) one worker process
+            runs at once.
     """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -75,6 +80,13 @@ class Settings(BaseSettings):
     journeys_log_level: str = "INFO"
     journeys_log_format: Literal["json", "text", ""] = ""
     journeys_activity_modules: str = ""
+    # A worker is one Python process on one core: taking more workflow tasks than it can
+    # work on only queues them inside the process, where a timer that fires waits behind
+    # a burst of admissions (bench/RESULTS.md, timers). Left on the server, other workers
+    # can take them. Activities mostly wait on WeCom's HTTP answers, so many run at once.
+    journeys_worker_workflow_tasks: int = Field(default=10, ge=1)
+    journeys_worker_local_activities: int = Field(default=10, ge=1)
+    journeys_worker_activities: int = Field(default=200, ge=1)
 
     def setup_logging(self, default_format: str) -> None:
         """Configure this process's logs (structured, masked) from the log settings."""

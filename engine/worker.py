@@ -124,7 +124,9 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
         task_queue=task_queue or rt.settings.temporal_task_queue,
         workflows=[JourneyWorkflow, AudienceScheduleWorkflow, MassSendTrackerWorkflow],
         activities=acts,
-        max_concurrent_activities=200,
+        max_concurrent_activities=rt.settings.journeys_worker_activities,
+        max_concurrent_workflow_tasks=rt.settings.journeys_worker_workflow_tasks,
+        max_concurrent_local_activities=rt.settings.journeys_worker_local_activities,
         interceptors=[MetricsInterceptor(), LogContextInterceptor()],
         # Everything the workflow module imports is imported once, outside the sandbox,
         # instead of again for every workflow run (the journey module itself is still
