@@ -24,7 +24,7 @@ from engine.lifecycle import check_gate, read_gate
 from engine.models import MessageRow
 from engine.store import Store, aware, utcnow
 from rules import RuleError
-from workflows.messages import SEND, TRACK_MASS_SEND, SendInput, SendResult, TrackInput, TrackResult
+from workflows.messages import SEND, SendInput, SendResult
 
 
 def idempotency_key(inp: SendInput) -> str:
@@ -41,46 +41,20 @@ class SendActivities:
         events: Emits ``message.sent`` / ``message.failed``.
         caps: The frequency-cap ledger (default: on the WeCom client's Redis).
         webhook: Sends ``webhook`` steps.
-        tracker: Starts following a customer mass-send task to its outcome (without one,
-            the task is logged ``sent`` when WeCom accepts it).
-        confirm_poll_s: First wait before the tracker asks again.
+        confirmations: Wakes the confirmation sweep; called whenever a customer mass-send
+            task is logged ``pending_confirmation`` (without it, the task is logged ``sent``
+            when WeCom accepts it).
     """
 
     def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None,
                  caps: CapLedger | None = None, webhook: WebhookSender | None = None,
-                 tracker: Callable[[TrackInput], Awaitable[None]] | None = None,
-                 confirm_poll_s: float = 60.0) -> None:  # fmt: skip
+                 confirmations: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
         self._store = store
         self._wecom = wecom
         self._events = events
         self._caps = caps or CapLedger(wecom.redis)
         self._webhook = webhook
-        self._tracker = tracker
-        self._confirm_poll_s = confirm_poll_s
-
-    @activity.defn(name=TRACK_MASS_SEND)
-    async def track(self, inp: TrackInput, expired: bool) -> TrackResult:
-        """One look at a mass-send task; records ``sent``/``failed`` once it is decided."""
-        row = await asyncio.to_thread(self._store.get_send, inp.idempotency_key)
-        if row is None or row.status != "pending_confirmation":
-            return TrackResult(status=row.status if row else "failed", reason=row.reason if row else "missing")
-        body = await self._wecom.groupmsg_send_result(inp.msgid, inp.sender)
-        statuses = {str(r.get("external_userid")): int(r.get("status", 0)) for r in body.get("send_list") or []}
-        status = statuses.get(inp.external_userid, 0)
-        if status == 0 and not expired:
-            return TrackResult(status="pending")
-        outcome, reason = {1: ("sent", None), 2: ("failed", "not_a_friend"), 3: ("failed", "quota_exceeded")}.get(
-            status, ("failed", "not_confirmed")
-        )
-        await asyncio.to_thread(self._store.set_send_status, inp.idempotency_key, status=outcome, reason=reason)
-        if self._events is not None:
-            name = "message.sent" if outcome == "sent" else "message.failed"
-            await self._events.emit(
-                event_id=f"{inp.idempotency_key}:{name}", customer_id=row.customer_id, name=name, at=row.at,
-                properties={"journey": row.journey_id, "version": row.version, "enrollment_id": row.enrollment_id,
-                            "step": row.step_id, "channel": row.channel, "msgid": inp.msgid, "reason": reason},
-            )  # fmt: skip
-        return TrackResult(status=outcome, reason=reason)
+        self._confirmations = confirmations
 
     @activity.defn(name=SEND)
     async def send(self, inp: SendInput) -> SendResult:
@@ -149,12 +123,9 @@ class SendActivities:
             # reporting): report the recorded outcome, never send twice.
             if counts is not None and begin is None:
                 await asyncio.to_thread(self._store.apply_tally, counts.key, counts.changes)
-            msgid = (earlier.response or {}).get("msgid")
-            if earlier.status == "pending_confirmation" and msgid and self._tracker is not None:
-                # The crash may have come before the tracker started; starting it is idempotent.
-                await self._tracker(TrackInput(idempotency_key=key, msgid=msgid, sender=earlier.sender or "",
-                                               external_userid=(earlier.recipients or [""])[0],
-                                               first_poll_s=self._confirm_poll_s))  # fmt: skip
+            if earlier.status == "pending_confirmation" and self._confirmations is not None:
+                # The crash may have come before the sweep was made sure of; that is idempotent.
+                await self._confirmations()
             return SendResult(
                 status=earlier.status,
                 reason=earlier.reason,
@@ -209,12 +180,12 @@ class SendActivities:
             # Uncapped here, but other journeys' caps count this send too.
             await self._caps.record(inp.customer_id, key, now)
         reason = f"partial: {', '.join(delivered.failed_recipients)}" if delivered.failed_recipients else None
-        if inp.channel == "wecom.customer" and delivered.msgid and self._tracker is not None:
+        if inp.channel == "wecom.customer" and delivered.msgid and self._confirmations is not None:
             # A task, not a delivery: the staff member must confirm it in the WeCom client.
-            await self._finish(key, "pending_confirmation", reason, delivered.response, rendered)
-            await self._tracker(TrackInput(idempotency_key=key, msgid=delivered.msgid, sender=rendered.sender or "",
-                                           external_userid=rendered.recipients[0],
-                                           first_poll_s=self._confirm_poll_s))  # fmt: skip
+            # The shared sweep checks it from its next round on (activities/confirmations.py).
+            await self._finish(key, "pending_confirmation", reason, delivered.response, rendered,
+                               next_check_at=utcnow())  # fmt: skip
+            await self._confirmations()
             return SendResult(status="pending_confirmation", msgid=delivered.msgid, recipients=rendered.recipients)
         await self._finish(key, "sent", reason, delivered.response, rendered)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients)
@@ -315,7 +286,7 @@ class SendActivities:
 
     async def _finish(
         self, key: str, status: str, reason: str | None, response: dict[str, Any] | None, rendered: Any = None,
-        expect: tuple[str, str | None] = ("sending", None),
+        expect: tuple[str, str | None] = ("sending", None), next_check_at: datetime | None = None,
     ) -> None:  # fmt: skip
         await asyncio.to_thread(
             self._store.finish_send,
@@ -327,6 +298,7 @@ class SendActivities:
             recipients=rendered.recipients if rendered else None,
             sender=rendered.sender if rendered else None,
             expect=expect,
+            next_check_at=next_check_at,
         )
 
 

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
         wecom_secret: Secret of the self-built app (application messages).
         wecom_contact_secret: Customer-contact (客户联系) secret.
         wecom_timeout_s: How long one WeCom (or webhook) request may take before it is retried.
-        wecom_confirm_poll_s: First wait before asking again whether staff confirmed a mass send.
+        wecom_confirm_poll_s: Time between confirmation sweeps (at most a minute) and the shortest
+            wait between two checks of one mass-send task.
         wecom_rate_limits: Hold calls that would exceed WeCom's limits (off only in simulations,
             whose clock is not the wall clock the limits count in).
         wecom_callback_token: Callback signature token.

@@ -180,6 +180,9 @@ class MessageRow(SQLModel, table=True):
     response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     at: datetime
     created_at: datetime
+    # When to ask WeCom again whether a ``pending_confirmation`` task was confirmed (None
+    # once decided): the confirmation sweep reads the due ones through this index.
+    next_check_at: datetime | None = Field(default=None, index=True)
 
 
 class CounterRow(SQLModel, table=True):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -609,7 +609,29 @@ class Store:
 
     def set_send_status(self, idempotency_key: str, *, status: str, reason: str | None) -> None:
         """Record the final outcome of an attempt that was waiting (a confirmed mass send)."""
-        self._move_message(idempotency_key, status, reason, {}, expect=("pending_confirmation", None))
+        self._move_message(idempotency_key, status, reason, {"next_check_at": None},
+                           expect=("pending_confirmation", None))  # fmt: skip
+
+    def due_confirmations(self, now: datetime, *, limit: int) -> list[MessageRow]:
+        """Tasks waiting for confirmation whose next check is due, the longest due first."""
+        with self._session() as s:
+            q = select(MessageRow).where(col(MessageRow.next_check_at) <= now,
+                                         MessageRow.status == "pending_confirmation")  # fmt: skip
+            return list(s.exec(q.order_by(col(MessageRow.next_check_at)).limit(limit)))
+
+    def waiting_confirmations(self) -> int:
+        """How many tasks wait for confirmation with a check scheduled."""
+        with self._session() as s:
+            q = select(func.count()).select_from(MessageRow).where(col(MessageRow.next_check_at).is_not(None))
+            return int(s.exec(q).one())
+
+    def schedule_check(self, idempotency_key: str, at: datetime | None) -> None:
+        """When to check a waiting task again (None: never; it is still waiting, but nothing will ask)."""
+        table = MessageRow.__table__  # type: ignore[attr-defined]
+        with self._session() as s:
+            waiting = table.c.status == "pending_confirmation"
+            s.execute(update(table).where(table.c.idempotency_key == idempotency_key, waiting).values(next_check_at=at))
+            s.commit()
 
     def get_send(self, idempotency_key: str) -> MessageRow | None:
         """The send attempt recorded under this key, if any."""
@@ -639,13 +661,15 @@ class Store:
         recipients: list[str] | None = None,
         sender: str | None = None,
         expect: tuple[str, str | None] | None = ("sending", None),
+        next_check_at: datetime | None = None,
     ) -> None:
         """Record the outcome of a send attempt.
 
         ``expect`` is the (status, reason) the attempt is believed to have (by default, just
-        begun): only a hint, which saves a read when right.
+        begun): only a hint, which saves a read when right. ``next_check_at`` is when to ask
+        WeCom about a task left ``pending_confirmation``.
         """
-        fields: dict[str, Any] = {"response": response}
+        fields: dict[str, Any] = {"response": response, "next_check_at": next_check_at}
         if content is not None:
             fields["content"] = content
         if recipients is not None:

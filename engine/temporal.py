@@ -12,9 +12,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engine.converter import data_converter
 from engine.routing import enrollment_workflow_id
+from workflows.confirmations import ConfirmationSweepWorkflow
 from workflows.journey import JourneyWorkflow
-from workflows.messages import EVENT_SIGNAL, STATUS_QUERY, EnrollmentInput, EnrollmentState, EventData, TrackInput
-from workflows.tracker import MassSendTrackerWorkflow
+from workflows.messages import EVENT_SIGNAL, STATUS_QUERY, WAKE_SIGNAL, EnrollmentInput, EnrollmentState, EventData
 
 _runtime_lock = threading.Lock()
 _runtime: Runtime | None = None
@@ -70,15 +70,36 @@ async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentIn
     return wid
 
 
-async def start_tracker(client: Client, *, task_queue: str, inp: TrackInput) -> None:
-    """Follow a customer mass-send task to its outcome (one tracker per task)."""
-    await client.start_workflow(
-        MassSendTrackerWorkflow.run,
-        inp,
-        id=f"track/{inp.msgid}",
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
+class ConfirmationSweep:
+    """Wakes the task queue's confirmation sweep, starting it if it does not run (``workflows/confirmations.py``).
+
+    Called after every send that leaves a task waiting for confirmation: one signal, so
+    that a sweep about to end because nothing waited looks again.
+
+    Args:
+        client: Temporal client.
+        task_queue: The journey task queue (one sweep per queue).
+    """
+
+    def __init__(self, client: Client, *, task_queue: str) -> None:
+        self._client = client
+        self._task_queue = task_queue
+
+    @property
+    def workflow_id(self) -> str:
+        """The sweep's workflow id."""
+        return f"confirmations/{self._task_queue}"
+
+    async def __call__(self) -> None:
+        """Signal the sweep with start."""
+        await self._client.start_workflow(
+            ConfirmationSweepWorkflow.run,
+            id=self.workflow_id,
+            task_queue=self._task_queue,
+            start_signal=WAKE_SIGNAL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
 
 
 async def signal_event(client: Client, workflow_id: str, event: EventData) -> bool:

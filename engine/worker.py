@@ -13,6 +13,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.audience import AudienceActivities
 from activities.channels import WebhookSender
+from activities.confirmations import ConfirmationActivities
 from activities.custom import Services, registered_activities
 from activities.enrollment import EnrollmentActivities
 from activities.matching import MatchActivities
@@ -24,7 +25,8 @@ from engine.logs import LogContextInterceptor
 from engine.metrics import MetricsInterceptor
 from engine.registry import ActivityRegistry, RegistryError, load_activities
 from engine.runtime import Runtime
-from engine.temporal import start_tracker
+from engine.temporal import ConfirmationSweep
+from workflows.confirmations import ConfirmationSweepWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.scheduler import AudienceScheduleWorkflow
 from workflows.tracker import MassSendTrackerWorkflow
@@ -48,12 +50,11 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0,
     events = EngineEvents(dispatcher)
     enrollment = EnrollmentActivities(rt.store, rt.redis, events)
     steps = StepActivities(rt.store, rt.wecom)
-    queue = rt.settings.temporal_task_queue
     sends = SendActivities(
         rt.store, rt.wecom, events, webhook=WebhookSender(rt.http, rt.settings.journeys_webhook_secret),
-        tracker=lambda inp: start_tracker(rt.temporal, task_queue=queue, inp=inp),
-        confirm_poll_s=rt.settings.wecom_confirm_poll_s,
+        confirmations=ConfirmationSweep(rt.temporal, task_queue=rt.settings.temporal_task_queue),
     )  # fmt: skip
+    confirmations = ConfirmationActivities(rt.store, rt.wecom, events, first_poll_s=rt.settings.wecom_confirm_poll_s)
     audience = AudienceActivities(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
     engine_activities = [
         audience.next_fire,
@@ -66,7 +67,8 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0,
         enrollment.gate,
         MatchActivities(rt.store).match,
         sends.send,
-        sends.track,
+        confirmations.sweep,
+        confirmations.track,
         steps.branch,
         steps.next_time,
         steps.tag,
@@ -122,7 +124,7 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
     return Worker(
         rt.temporal,
         task_queue=task_queue or rt.settings.temporal_task_queue,
-        workflows=[JourneyWorkflow, AudienceScheduleWorkflow, MassSendTrackerWorkflow],
+        workflows=[JourneyWorkflow, AudienceScheduleWorkflow, ConfirmationSweepWorkflow, MassSendTrackerWorkflow],
         activities=acts,
         max_concurrent_activities=rt.settings.journeys_worker_activities,
         max_concurrent_workflow_tasks=rt.settings.journeys_worker_workflow_tasks,

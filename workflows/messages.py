@@ -417,3 +417,19 @@ class TrackResult:
 
     status: str
     reason: str | None = None
+
+
+#: One pass over the message log's tasks that are due for a confirmation check.
+SWEEP_CONFIRMATIONS = "journeys.sweep_confirmations"
+#: Sent to the confirmation sweep (with start) after a task is logged as waiting.
+WAKE_SIGNAL = "wake"
+
+
+@dataclass
+class SweepResult:
+    """What one sweep did, how many tasks still wait, and when the next sweep should run."""
+
+    checked: int
+    decided: int
+    waiting: int
+    next_in_s: float

@@ -1,5 +1,8 @@
 """Follows one customer mass-send task until the staff member confirms it (or never does).
 
+Superseded by the shared sweep (``workflows/confirmations.py``); kept registered so that
+trackers started before it still finish.
+
 WeCom creates the task at once but delivers only after a confirmation in the client, and
 offers no callback for it: the tracker asks ``get_groupmsg_send_result`` on Temporal timers,
 backing off, and records the outcome in the message log.

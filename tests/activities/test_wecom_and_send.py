@@ -9,6 +9,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,10 +18,12 @@ import pytest_asyncio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
+from sqlalchemy import text
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.channels import WebhookSender
+from activities.confirmations import ConfirmationActivities, next_check
 from activities.send import SendActivities
 from activities.wecom import WeComClient, WeComError
 from activities.wecom.client import WeComCredentials
@@ -30,7 +33,7 @@ from engine.embedded import ChildProcess, free_port
 from engine.fake_wecom import FakeWeCom, create_app
 from engine.lifecycle import gate_key, held_key
 from engine.servers import RunningServer, serve
-from engine.store import Store
+from engine.store import Store, utcnow
 from workflows.messages import EventData, GateState, SendInput, TallyEntry, TallyInput
 
 
@@ -483,3 +486,46 @@ async def test_carried_step_counts_count_once_whichever_way_the_send_goes(env: E
     assert step_counts(env.store) == {("step.entered", "s1"): 1, ("step.entered", "s2"): 1,
                                       ("step.entered", "s3"): 1}  # fmt: skip
     assert len(env.fake.listing()) == 1
+
+
+def test_confirmation_checks_back_off_with_the_task_age_until_it_lapses() -> None:
+    created = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    assert next_check(created, created + timedelta(seconds=5), 60) == created + timedelta(seconds=65)
+    assert next_check(created, created + timedelta(minutes=4), 60) == created + timedelta(minutes=8)
+    assert next_check(created, created + timedelta(hours=5), 60) == created + timedelta(hours=5, minutes=30)
+    assert next_check(created, created + timedelta(days=3) - timedelta(minutes=1), 60) == created + timedelta(days=3)
+
+
+async def test_one_sweep_follows_every_waiting_task_to_its_outcome(env: Env) -> None:
+    ensured: list[int] = []
+
+    async def ensure_sweep() -> None:
+        ensured.append(1)
+
+    for n in (1, 2, 3):
+        env.store.put_customer(f"c{n}", {"name": "张三", "external_userid": f"wm_c{n}", "owner_userid": "zhangsan"})
+    acts = SendActivities(env.store, env.client(), confirmations=ensure_sweep)
+    sent = [await acts.send(send_input(customer_id=f"c{n}", enrollment_id=f"enr-{n}")) for n in (1, 2, 3)]
+    assert {r.status for r in sent} == {"pending_confirmation"} and len(ensured) == 3
+    retried = await acts.send(send_input(customer_id="c1", enrollment_id="enr-1"))
+    assert retried.status == "pending_confirmation" and len(ensured) == 4, "a retry sends nothing, makes sure again"
+    assert len(env.fake.listing()) == 3
+    # c3's task was created 3 days ago: its check now is its last.
+    with env.store.engine.begin() as conn:
+        conn.execute(text("update messages set created_at = :at where customer_id = 'c3'"),
+                     {"at": utcnow() - timedelta(days=3, minutes=1)})  # fmt: skip
+    sweep = ConfirmationActivities(env.store, env.client(), first_poll_s=0.5)
+    env.fake.confirm(sent[0].msgid or "")
+    first = await sweep.sweep()
+    assert (first.checked, first.decided, first.waiting) == (3, 2, 1)
+    by_customer = {m.customer_id: m for m in env.store.list_messages(journey_id="j")}
+    assert (by_customer["c1"].status, by_customer["c1"].next_check_at) == ("sent", None)
+    assert (by_customer["c3"].status, by_customer["c3"].reason) == ("failed", "not_confirmed")
+    waiting = by_customer["c2"]
+    assert waiting.status == "pending_confirmation" and waiting.next_check_at is not None, "asked again later"
+    assert (await sweep.sweep()).checked == 0, "not due again yet"
+    await asyncio.sleep(0.6)
+    env.fake.confirm(sent[1].msgid or "")
+    last = await sweep.sweep()
+    assert (last.decided, last.waiting) == (1, 0), "nothing waits: the sweep workflow may end"
+    assert env.store.get_send(waiting.idempotency_key).status == "sent"

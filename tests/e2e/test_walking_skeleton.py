@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import timedelta
 
 import httpx
 from redis.asyncio import Redis
 
+from engine.config import Settings
 from engine.dispatch import Dispatcher, IncomingEvent
 from engine.embedded import free_port
+from engine.worker import build_worker
 from tests.conftest import Stack
 from tests.helpers import eventually
 
@@ -159,3 +162,14 @@ async def test_event_whose_routing_failed_is_recovered_not_lost(stack: Stack) ->
     await eventually(lambda: fake_messages(stack, text=f"pong {cid}"), until=lambda m: len(m) == 1)
     assert f"e-{cid}" not in await healthy.recover(older_than=timedelta(0)), "a routed event is not routed again"
     assert len(await fake_messages(stack, text=f"pong {cid}")) == 1
+
+
+async def test_worker_concurrency_comes_from_the_settings(stack: Stack) -> None:
+    settings = stack.rt.settings.model_copy(
+        update={"journeys_worker_workflow_tasks": 3, "journeys_worker_local_activities": 4,
+                "journeys_worker_activities": 50, "temporal_task_queue": f"cfg-{uuid.uuid4().hex[:8]}"}
+    )  # fmt: skip
+    config = build_worker(dataclasses.replace(stack.rt, settings=settings)).config()
+    assert (config["max_concurrent_workflow_tasks"], config["max_concurrent_local_activities"],
+            config["max_concurrent_activities"]) == (3, 4, 50)  # fmt: skip
+    assert Settings().journeys_worker_workflow_tasks == 10, "few workflow tasks per process by default"

@@ -7,6 +7,10 @@ import random
 import uuid
 from collections import Counter
 
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
+
 from engine.compiler import compile_text
 from engine.dispatch import Dispatcher, IncomingEvent
 from engine.lifecycle import Lifecycle
@@ -102,9 +106,19 @@ steps:
             rows = await log()
             assert [r.status for r in rows] == ["pending_confirmation", "pending_confirmation"]
             assert not any(m["delivered"] for m in fake.listing() if (m["text"] or "").startswith(jid))
+            # One sweep for the task queue follows both tasks; no workflow per message.
+            sweep = await rt.temporal.get_workflow_handle(f"confirmations/{queue}").describe()
+            assert sweep.status == WorkflowExecutionStatus.RUNNING
             for row in rows:
+                with pytest.raises(RPCError):
+                    await rt.temporal.get_workflow_handle(f"track/{row.response['msgid']}").describe()
                 fake.confirm(row.response["msgid"])
             done = await eventually(log, until=lambda rows: all(r.status != "pending_confirmation" for r in rows))
+
+            async def sweep_status() -> WorkflowExecutionStatus | None:
+                return (await rt.temporal.get_workflow_handle(f"confirmations/{queue}").describe()).status
+
+            await eventually(sweep_status, until=lambda s: s == WorkflowExecutionStatus.COMPLETED)  # nothing waits
     finally:
         fake.config.auto_confirm, fake.config.monthly_quota = True, None
         await rt.close()

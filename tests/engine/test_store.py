@@ -9,15 +9,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
 from engine import counters
 from engine.compiler import compile_text
 from engine.counters import CountBatch, CounterKey
-from engine.db import make_engine
+from engine.db import alembic_config, make_engine
 from engine.errors import JourneyStateError, NotFoundError
 from engine.models import ApiKeyRow, EnrollmentRow, EventRow, MessageRow
 from engine.store import Store, utcnow
@@ -54,9 +55,27 @@ def test_migrations_build_exactly_the_models_schema(db_url: str) -> None:
     engine = make_engine(db_url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
         assert compare_metadata(context, SQLModel.metadata) == []
     assert make_engine(db_url).dialect.name in ("sqlite", "postgresql"), "migrating twice is a no-op"
+
+
+def test_tasks_waiting_for_confirmation_before_the_sweep_are_checked_by_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        config = alembic_config(conn)
+        command.upgrade(config, "0001")  # a database of the release before the sweep
+        conn.execute(text(
+            "insert into messages (idempotency_key, enrollment_id, journey_id, version, step_id, visit, customer_id,"
+            " channel, recipients, content, status, at, created_at) values ('k1', 'e1', 'shop', 1, 'hello', 1, 'c1',"
+            " 'wecom.customer', '[\"wm1\"]', '{}', 'pending_confirmation', '2026-11-22 08:00:00.000000',"
+            " '2026-11-22 08:00:00.000000')"
+        ))  # fmt: skip
+    engine.dispose()
+    store = Store(make_engine(url))
+    (due,) = store.due_confirmations(utcnow(), limit=10)
+    assert due.idempotency_key == "k1" and due.next_check_at is not None
 
 
 def test_a_database_from_before_migrations_is_completed_and_stamped(db_url: str) -> None:
@@ -78,7 +97,7 @@ def test_a_database_from_before_migrations_is_completed_and_stamped(db_url: str)
     assert "converted_at" in {c["name"] for c in inspector.get_columns("enrollments")}
     assert inspector.has_table("journey_counters")
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
     # What the old data already holds is counted; converted_at was lost with its column.
     got = {(c.metric, c.label): c.value for c in Store(engine).counters("shop") if c.value}
     assert got == {(counters.ENROLLED, ""): 2, (counters.EXITED, "goal"): 1, (counters.SEND, "sent|"): 1}

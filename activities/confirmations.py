@@ -1,0 +1,149 @@
+"""Following customer mass-send tasks to their outcome: the shared sweep (and the old per-task tracker)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from temporalio import activity
+
+from activities.wecom import WeComClient, WeComError
+from engine.emitter import EngineEvents
+from engine.models import MessageRow
+from engine.store import Store, aware, utcnow
+from workflows.messages import SWEEP_CONFIRMATIONS, TRACK_MASS_SEND, SweepResult, TrackInput, TrackResult
+
+log = logging.getLogger("journeys.confirmations")
+
+#: WeCom's answer per recipient: 0 unconfirmed, 1 sent, 2 not a friend, 3 over the quota.
+_OUTCOMES = {1: ("sent", None), 2: ("failed", "not_a_friend"), 3: ("failed", "quota_exceeded")}
+#: WeCom lets a task lapse after 3 days; the last check records it as never confirmed.
+GIVE_UP_AFTER = timedelta(days=3)
+#: Checks back off with the task's age (about 1, 2, 4, 8... minutes) up to this interval.
+MAX_INTERVAL = timedelta(minutes=30)
+
+
+def next_check(created_at: datetime, now: datetime, first_poll_s: float) -> datetime:
+    """When to ask again about a task created at ``created_at`` that is still unconfirmed at ``now``.
+
+    The wait grows with the task's age (doubling the time since it was created), from
+    ``first_poll_s`` up to 30 minutes, and the last check comes when the task lapses.
+    """
+    age = now - created_at
+    wait = min(max(age, timedelta(seconds=first_poll_s)), MAX_INTERVAL)
+    return min(now + wait, created_at + GIVE_UP_AFTER)
+
+
+async def _heartbeat(every_s: float = 5.0) -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(every_s)
+
+
+class ConfirmationActivities:
+    """Checks waiting tasks with WeCom and records their outcomes in the message log.
+
+    Args:
+        store: SQL store (the message log).
+        wecom: WeCom client.
+        events: Emits ``message.sent`` / ``message.failed`` once a task is decided.
+        first_poll_s: The shortest wait between two checks of a task; also the time between
+            sweeps (at most a minute).
+        batch: Tasks checked per sweep.
+        concurrency: WeCom calls in flight at once during a sweep.
+    """
+
+    def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None, *,
+                 first_poll_s: float = 60.0, batch: int = 200, concurrency: int = 8) -> None:  # fmt: skip
+        self._store = store
+        self._wecom = wecom
+        self._events = events
+        self._first_poll_s = first_poll_s
+        self._batch = batch
+        self._concurrency = concurrency
+
+    @property
+    def interval_s(self) -> float:
+        """Time between sweeps when none is behind."""
+        return min(self._first_poll_s, 60.0)
+
+    @activity.defn(name=SWEEP_CONFIRMATIONS)
+    async def sweep(self) -> SweepResult:
+        """Check every task whose check is due; schedule the next check of those still unconfirmed.
+
+        One task's failing check (WeCom unreachable) is retried at its next check, not by
+        failing the whole sweep.
+        """
+        now = utcnow()
+        # Heartbeats, so that a sweep whose worker died is retried within the heartbeat
+        # timeout instead of its start-to-close timeout.
+        beating = asyncio.create_task(_heartbeat()) if activity.in_activity() else None
+        try:
+            due = await asyncio.to_thread(self._store.due_confirmations, now, limit=self._batch)
+            limit = asyncio.Semaphore(self._concurrency)
+
+            async def check(row: MessageRow) -> bool:
+                async with limit:
+                    try:
+                        return await self._check(row, now)
+                    except WeComError as exc:
+                        # A failed look says nothing about the task: ask again soon, not after the backoff.
+                        log.warning("confirmation check of %s failed, asking again: %s", row.idempotency_key, exc)
+                        again = now + timedelta(seconds=self._first_poll_s)
+                        await asyncio.to_thread(self._store.schedule_check, row.idempotency_key, again)
+                        return False
+
+            decided = sum(await asyncio.gather(*(check(row) for row in due)))
+            waiting = await asyncio.to_thread(self._store.waiting_confirmations)
+        finally:
+            if beating is not None:
+                beating.cancel()
+        # Behind (a full batch): sweep again at once instead of after the interval.
+        return SweepResult(checked=len(due), decided=decided, waiting=waiting,
+                           next_in_s=0.1 if len(due) >= self._batch else self.interval_s)  # fmt: skip
+
+    async def _check(self, row: MessageRow, now: datetime) -> bool:
+        """Ask WeCom about one task; True once its outcome is recorded."""
+        msgid = (row.response or {}).get("msgid")
+        if not msgid or not row.recipients:
+            log.error("task %s waits for confirmation without a msgid or recipient; not checked", row.idempotency_key)
+            await asyncio.to_thread(self._store.schedule_check, row.idempotency_key, None)
+            return False
+        created = aware(row.created_at) or now
+        expired = now - created >= GIVE_UP_AFTER
+        status = await self._ask(str(msgid), row.sender or "", row.recipients[0])
+        if status == 0 and not expired:
+            await asyncio.to_thread(self._store.schedule_check, row.idempotency_key,
+                                    next_check(created, now, self._first_poll_s))  # fmt: skip
+            return False
+        await self._record(row, str(msgid), *_OUTCOMES.get(status, ("failed", "not_confirmed")))
+        return True
+
+    async def _ask(self, msgid: str, sender: str, external_userid: str) -> int:
+        body = await self._wecom.groupmsg_send_result(msgid, sender)
+        statuses = {str(r.get("external_userid")): int(r.get("status", 0)) for r in body.get("send_list") or []}
+        return statuses.get(external_userid, 0)
+
+    async def _record(self, row: MessageRow, msgid: str, outcome: str, reason: str | None) -> None:
+        await asyncio.to_thread(self._store.set_send_status, row.idempotency_key, status=outcome, reason=reason)
+        if self._events is not None:
+            name = "message.sent" if outcome == "sent" else "message.failed"
+            await self._events.emit(
+                event_id=f"{row.idempotency_key}:{name}", customer_id=row.customer_id, name=name, at=row.at,
+                properties={"journey": row.journey_id, "version": row.version, "enrollment_id": row.enrollment_id,
+                            "step": row.step_id, "channel": row.channel, "msgid": msgid, "reason": reason},
+            )  # fmt: skip
+
+    @activity.defn(name=TRACK_MASS_SEND)
+    async def track(self, inp: TrackInput, expired: bool) -> TrackResult:
+        """One look at one task, for trackers started before the shared sweep existed."""
+        row = await asyncio.to_thread(self._store.get_send, inp.idempotency_key)
+        if row is None or row.status != "pending_confirmation":
+            return TrackResult(status=row.status if row else "failed", reason=row.reason if row else "missing")
+        status = await self._ask(inp.msgid, inp.sender, inp.external_userid)
+        if status == 0 and not expired:
+            return TrackResult(status="pending")
+        outcome, reason = _OUTCOMES.get(status, ("failed", "not_confirmed"))
+        await self._record(row, inp.msgid, outcome, reason)
+        return TrackResult(status=outcome, reason=reason)
