@@ -22,6 +22,8 @@ _OUTCOMES = {1: ("sent", None), 2: ("failed", "not_a_friend"), 3: ("failed", "qu
 GIVE_UP_AFTER = timedelta(days=3)
 #: Checks back off with the task's age (about 1, 2, 4, 8... minutes) up to this interval.
 MAX_INTERVAL = timedelta(minutes=30)
+#: The longest time between two sweeps while tasks wait.
+SWEEP_EVERY_S = 10.0
 
 
 def next_check(created_at: datetime, now: datetime, first_poll_s: float) -> datetime:
@@ -49,7 +51,7 @@ class ConfirmationActivities:
         wecom: WeCom client.
         events: Emits ``message.sent`` / ``message.failed`` once a task is decided.
         first_poll_s: The shortest wait between two checks of a task; also the time between
-            sweeps (at most a minute).
+            sweeps, if shorter than 10 s.
         batch: Tasks checked per sweep.
         concurrency: WeCom calls in flight at once during a sweep.
     """
@@ -65,8 +67,12 @@ class ConfirmationActivities:
 
     @property
     def interval_s(self) -> float:
-        """Time between sweeps when none is behind."""
-        return min(self._first_poll_s, 60.0)
+        """Time between sweeps when none is behind.
+
+        Shorter than the wait between two checks of one task: frequent small sweeps spread
+        the checks out, where one sweep a minute was a burst of work that delayed sends.
+        """
+        return min(self._first_poll_s, SWEEP_EVERY_S)
 
     @activity.defn(name=SWEEP_CONFIRMATIONS)
     async def sweep(self) -> SweepResult:

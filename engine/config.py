@@ -31,8 +31,8 @@ class Settings(BaseSettings):
         wecom_secret: Secret of the self-built app (application messages).
         wecom_contact_secret: Customer-contact (客户联系) secret.
         wecom_timeout_s: How long one WeCom (or webhook) request may take before it is retried.
-        wecom_confirm_poll_s: Time between confirmation sweeps (at most a minute) and the shortest
-            wait between two checks of one mass-send task.
+        wecom_confirm_poll_s: The shortest wait between two checks of one mass-send task (and
+            the time between confirmation sweeps, if shorter than 10 s).
         wecom_rate_limits: Hold calls that would exceed WeCom's limits (off only in simulations,
             whose clock is not the wall clock the limits count in).
         wecom_callback_token: Callback signature token.
@@ -84,8 +84,9 @@ class Settings(BaseSettings):
     # A worker is one Python process on one core: taking more workflow tasks than it can
     # work on only queues them inside the process, where a timer that fires waits behind
     # a burst of admissions (bench/RESULTS.md, timers). Left on the server, other workers
-    # can take them. Activities mostly wait on WeCom's HTTP answers, so many run at once.
-    journeys_worker_workflow_tasks: int = Field(default=10, ge=1)
+    # can take them. Fewer than about 20 starves the SDK's pollers (each new workflow task
+    # then waited ~35 ms for a poll). Activities mostly wait on WeCom's answers: many at once.
+    journeys_worker_workflow_tasks: int = Field(default=20, ge=1)
     journeys_worker_local_activities: int = Field(default=10, ge=1)
     journeys_worker_activities: int = Field(default=200, ge=1)
 

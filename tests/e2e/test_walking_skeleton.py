@@ -172,4 +172,4 @@ async def test_worker_concurrency_comes_from_the_settings(stack: Stack) -> None:
     config = build_worker(dataclasses.replace(stack.rt, settings=settings)).config()
     assert (config["max_concurrent_workflow_tasks"], config["max_concurrent_local_activities"],
             config["max_concurrent_activities"]) == (3, 4, 50)  # fmt: skip
-    assert Settings().journeys_worker_workflow_tasks == 10, "few workflow tasks per process by default"
+    assert Settings().journeys_worker_workflow_tasks == 20, "few workflow tasks per process by default"
