@@ -124,7 +124,7 @@ class SendActivities:
             if counts is not None and begin is None:
                 await asyncio.to_thread(self._store.apply_tally, counts.key, counts.changes)
             if earlier.status == "pending_confirmation" and self._confirmations is not None:
-                # The crash may have come before the sweep was made sure of; that is idempotent.
+                # The crash may have come before the sweep was signalled; signalling again is harmless.
                 await self._confirmations()
             return SendResult(
                 status=earlier.status,
