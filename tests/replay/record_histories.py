@@ -1,6 +1,6 @@
 """Regenerate the committed replay histories (run by hand after a deliberate change).
 
-    .venv/bin/python -m tests.replay.record_histories
+    .venv/bin/python -m tests.replay.record_histories [SCENARIO...] [--sweep-only]
 
 Only add new files for new behaviour: existing histories stand for enrollments already
 running in production and must keep replaying.
@@ -16,16 +16,22 @@ from pathlib import Path
 from engine.runtime import Runtime
 from engine.scenario import load_scenario
 from engine.simulate import compile_scenario_journeys, simulate
+from engine.temporal import ConfirmationSweep
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE.parent / "fixtures" / "scenarios"
 
 
-async def record(name: str) -> None:
+async def record(name: str, *, sweep_only: bool = False) -> None:
     path = SCENARIOS / f"{name}.yaml"
     scenario = load_scenario(path)
 
     async def export(rt: Runtime) -> None:
+        sweep = ConfirmationSweep(rt.temporal, task_queue=rt.settings.temporal_task_queue).workflow_id
+        history = await rt.temporal.get_workflow_handle(sweep).fetch_history()
+        (HERE / "histories" / f"confirmation-sweep--{name}.json").write_text(history.to_json())
+        if sweep_only:
+            return
         for row in rt.store.list_enrollments():
             history = await rt.temporal.get_workflow_handle(row.workflow_id, run_id=row.enrollment_id).fetch_history()
             slug = re.sub(r"[^a-z0-9]+", "-", row.workflow_id.lower()).strip("-")
@@ -34,11 +40,13 @@ async def record(name: str) -> None:
     await simulate(scenario, compile_scenario_journeys(scenario, path.parent), before_teardown=export)
 
 
-async def main(names: list[str]) -> None:
+async def main(names: list[str], *, sweep_only: bool = False) -> None:
     for name in names:
-        await record(name)
+        await record(name, sweep_only=sweep_only)
 
 
 if __name__ == "__main__":
-    # Existing histories stand for running enrollments: record only new scenarios.
-    asyncio.run(main(sys.argv[1:] or ["paid-or-nudge", "language-tour"]))
+    # Existing histories stand for running enrollments: record only new scenarios, or with
+    # --sweep-only just the confirmation sweep's run of a scenario that sends wecom.customer.
+    args = [a for a in sys.argv[1:] if a != "--sweep-only"]
+    asyncio.run(main(args or ["paid-or-nudge", "language-tour"], sweep_only="--sweep-only" in sys.argv))
