@@ -57,7 +57,7 @@ class ConfirmationActivities:
     """
 
     def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None, *,
-                 first_poll_s: float = 60.0, batch: int = 200, concurrency: int = 8) -> None:  # fmt: skip
+                 first_poll_s: float = 60.0, batch: int = 200, concurrency: int = 2) -> None:  # fmt: skip
         self._store = store
         self._wecom = wecom
         self._events = events
