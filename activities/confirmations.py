@@ -18,6 +18,13 @@ log = logging.getLogger("journeys.confirmations")
 
 #: WeCom's answer per recipient: 0 unconfirmed, 1 sent, 2 not a friend, 3 over the quota.
 _OUTCOMES = {1: ("sent", None), 2: ("failed", "not_a_friend"), 3: ("failed", "quota_exceeded")}
+
+
+def _outcome(status: int) -> tuple[str, str | None]:
+    """The message-log outcome of a decided task (anything else at the end: never confirmed)."""
+    return _OUTCOMES.get(status, ("failed", "not_confirmed"))
+
+
 #: WeCom lets a task lapse after 3 days; the last check records it as never confirmed.
 GIVE_UP_AFTER = timedelta(days=3)
 #: Checks back off with the task's age (about 1, 2, 4, 8... minutes) up to this interval.
@@ -78,8 +85,8 @@ class ConfirmationActivities:
     async def sweep(self) -> SweepResult:
         """Check every task whose check is due; schedule the next check of those still unconfirmed.
 
-        One task's failing check (WeCom unreachable) is retried at its next check, not by
-        failing the whole sweep.
+        One task's failing check (WeCom unreachable) is asked again after ``first_poll_s``,
+        not retried by failing the whole sweep.
         """
         now = utcnow()
         # Heartbeats, so that a sweep whose worker died is retried within the heartbeat
@@ -123,7 +130,7 @@ class ConfirmationActivities:
             await asyncio.to_thread(self._store.schedule_check, row.idempotency_key,
                                     next_check(created, now, self._first_poll_s))  # fmt: skip
             return False
-        await self._record(row, str(msgid), *_OUTCOMES.get(status, ("failed", "not_confirmed")))
+        await self._record(row, str(msgid), *_outcome(status))
         return True
 
     async def _ask(self, msgid: str, sender: str, external_userid: str) -> int:
@@ -150,6 +157,6 @@ class ConfirmationActivities:
         status = await self._ask(inp.msgid, inp.sender, inp.external_userid)
         if status == 0 and not expired:
             return TrackResult(status="pending")
-        outcome, reason = _OUTCOMES.get(status, ("failed", "not_confirmed"))
+        outcome, reason = _outcome(status)
         await self._record(row, inp.msgid, outcome, reason)
         return TrackResult(status=outcome, reason=reason)

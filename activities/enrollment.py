@@ -173,8 +173,7 @@ def record_tally(store: Store, batch: TallyInput) -> bool:
     Returns:
         False when this batch was counted before (a retried activity).
     """
-    counts = count_batch(batch)
-    return store.apply_tally(counts.key, counts.changes)
+    return store.apply_tally(count_batch(batch))
 
 
 @overload

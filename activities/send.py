@@ -122,7 +122,7 @@ class SendActivities:
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
             if counts is not None and begin is None:
-                await asyncio.to_thread(self._store.apply_tally, counts.key, counts.changes)
+                await asyncio.to_thread(self._store.apply_tally, counts)
             if earlier.status == "pending_confirmation" and self._confirmations is not None:
                 # The crash may have come before the sweep was signalled; signalling again is harmless.
                 await self._confirmations()
@@ -183,8 +183,7 @@ class SendActivities:
         if inp.channel == "wecom.customer" and delivered.msgid and self._confirmations is not None:
             # A task, not a delivery: the staff member must confirm it in the WeCom client.
             # The shared sweep checks it from its next round on (activities/confirmations.py).
-            await self._finish(key, "pending_confirmation", reason, delivered.response, rendered,
-                               next_check_at=utcnow())  # fmt: skip
+            await self._finish(key, "pending_confirmation", reason, delivered.response, rendered)
             await self._confirmations()
             return SendResult(status="pending_confirmation", msgid=delivered.msgid, recipients=rendered.recipients)
         await self._finish(key, "sent", reason, delivered.response, rendered)
@@ -205,7 +204,7 @@ class SendActivities:
         if not gate.closed:
             return None  # resumed meanwhile
         if counts is not None:
-            await asyncio.to_thread(self._store.apply_tally, counts.key, counts.changes)
+            await asyncio.to_thread(self._store.apply_tally, counts)
         # Nothing is logged: the workflow holds and sends this step visit later (or never).
         return SendResult(status="held", gate=gate_state(gate))
 
@@ -286,7 +285,7 @@ class SendActivities:
 
     async def _finish(
         self, key: str, status: str, reason: str | None, response: dict[str, Any] | None, rendered: Any = None,
-        expect: tuple[str, str | None] = ("sending", None), next_check_at: datetime | None = None,
+        expect: tuple[str, str | None] = ("sending", None),
     ) -> None:  # fmt: skip
         await asyncio.to_thread(
             self._store.finish_send,
@@ -298,7 +297,6 @@ class SendActivities:
             recipients=rendered.recipients if rendered else None,
             sender=rendered.sender if rendered else None,
             expect=expect,
-            next_check_at=next_check_at,
         )
 
 

@@ -19,6 +19,9 @@ import sqlite3
 import time
 import uuid
 from datetime import datetime
+from typing import Any
+
+import httpx
 
 from bench.harness import BenchStack, header, percentile, rss_mib
 
@@ -33,6 +36,36 @@ def journey_yaml(min_wait: int, max_wait: int, step: int) -> str:
           - send: {{channel: wecom.app, to: "t{{{{ trigger.n }}}}",
                     text: "tm {{{{ trigger.run }}}} {{{{ trigger.n }}}} {wait} {{{{ journey.entered_at }}}}"}}""")
     return "journey: bench-timers\ntrigger: {event: bench.timer}\nsteps:\n  - split:\n" + "\n".join(arms) + "\n"
+
+
+async def admit_paced(api: httpx.AsyncClient, run: str, enrollments: int, *, batch: int, rate: float) -> None:
+    """Post ``enrollments`` ``bench.timer`` events, ``batch`` per POST, at ``rate`` events per second."""
+    sem = asyncio.Semaphore(4)
+
+    async def post(lo: int) -> None:
+        events = [{"event_id": f"tm-{run}-{i}", "customer_id": f"tm-{run}-c{i}", "name": "bench.timer",
+                   "properties": {"run": run, "n": i}} for i in range(lo, min(enrollments, lo + batch))]  # fmt: skip
+        async with sem:
+            (await api.post("/v1/events", json={"events": events})).raise_for_status()
+
+    tasks = []
+    for lo in range(0, enrollments, batch):
+        tasks.append(asyncio.create_task(post(lo)))
+        await asyncio.sleep(batch / rate)
+    await asyncio.gather(*tasks)
+
+
+def send_errors(messages: list[dict[str, Any]]) -> list[tuple[float, int, float]]:
+    """(send-time error in s, enrollment number, time the fake received it) per message, latest error last.
+
+    The error is (the fake receiving the message) − (``journey.entered_at`` + the wait), both
+    carried in the message's text.
+    """
+    errors = []
+    for m in messages:
+        _, _, n, wait, entered_at = m["text"].split(" ", 4)
+        errors.append((m["at"] - (datetime.fromisoformat(entered_at).timestamp() + int(wait)), int(n), m["at"]))
+    return sorted(errors)
 
 
 def counts(db: str) -> tuple[int, int]:
@@ -90,20 +123,7 @@ async def main() -> None:
 
         sampler = asyncio.create_task(sample())
         async with stack.client(timeout=300) as api:
-            sem = asyncio.Semaphore(4)
-
-            async def post(lo: int) -> None:
-                top = min(args.enrollments, lo + args.batch)
-                events = [{"event_id": f"tm-{run}-{i}", "customer_id": f"tm-{run}-c{i}", "name": "bench.timer",
-                           "properties": {"run": run, "n": i}} for i in range(lo, top)]  # fmt: skip
-                async with sem:
-                    (await api.post("/v1/events", json={"events": events})).raise_for_status()
-
-            tasks = []
-            for lo in range(0, args.enrollments, args.batch):
-                tasks.append(asyncio.create_task(post(lo)))
-                await asyncio.sleep(args.batch / args.rate)
-            await asyncio.gather(*tasks)
+            await admit_paced(api, run, args.enrollments, batch=args.batch, rate=args.rate)
         ingest_s = time.monotonic() - t0
         print(f"all {args.enrollments} events accepted after {ingest_s:.0f} s")
         await asyncio.wait_for(done.wait(), timeout=args.max_wait + 1800)
@@ -111,10 +131,7 @@ async def main() -> None:
         messages = [m for m in await stack.fake_messages() if (m["text"] or "").startswith(f"tm {run} ")]
     finally:
         stack.stop()
-    errors = []
-    for m in messages:
-        _, _, _, wait, entered_at = m["text"].split(" ", 4)
-        errors.append(m["at"] - (datetime.fromisoformat(entered_at).timestamp() + int(wait)))
+    errors = [error for error, _, _ in send_errors(messages)]
     parked = [(t, e - s, rss) for t, e, s, rss in samples]
     peak = max(p for _, p, _ in parked)
     at_5k = next(((t, p, r) for t, p, r in parked if p >= 5000), None)

@@ -16,12 +16,11 @@ import asyncio
 import sqlite3
 import time
 import uuid
-from datetime import datetime
 
 from temporalio.client import Client
 
 from bench.harness import BenchStack, header, percentile
-from bench.timers import journey_yaml
+from bench.timers import admit_paced, journey_yaml, send_errors
 
 
 async def main() -> None:
@@ -37,14 +36,7 @@ async def main() -> None:
     try:
         await stack.deploy(journey_yaml(60, 120, 30))
         async with stack.client(timeout=300) as api:
-            posts = []
-            for lo in range(0, args.enrollments, args.batch):
-                events = [{"event_id": f"tm-{run}-{i}", "customer_id": f"tm-{run}-c{i}", "name": "bench.timer",
-                           "properties": {"run": run, "n": i}}
-                          for i in range(lo, min(args.enrollments, lo + args.batch))]  # fmt: skip
-                posts.append(asyncio.create_task(api.post("/v1/events", json={"events": events})))
-                await asyncio.sleep(args.batch / args.rate)
-            await asyncio.gather(*posts)
+            await admit_paced(api, run, args.enrollments, batch=args.batch, rate=args.rate)
         deadline = time.monotonic() + 400
         messages: list[dict] = []
         while time.monotonic() < deadline:
@@ -52,11 +44,7 @@ async def main() -> None:
             if len(messages) >= args.enrollments:
                 break
             await asyncio.sleep(3)
-        late = []
-        for m in messages:
-            _, _, n, wait, entered_at = m["text"].split(" ", 4)
-            late.append((m["at"] - (datetime.fromisoformat(entered_at).timestamp() + int(wait)), int(n), m["at"]))
-        late.sort()
+        late = send_errors(messages)
         errors = [e for e, _, _ in late]
         print(f"sent {len(errors)}; send-time error p50 {percentile(errors, 50):.3f} s, p99 "
               f"{percentile(errors, 99):.3f} s, max {errors[-1]:.3f} s\n")  # fmt: skip

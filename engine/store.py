@@ -473,14 +473,14 @@ class Store:
                 bump(s, [(CounterKey(j, v, counters.CONVERTED), 1), *per_arm])
             s.commit()
 
-    def apply_tally(self, key: str, changes: Sequence[tuple[CounterKey, int]]) -> bool:
-        """Add an enrollment's step counts once per ``key`` (a retried flush adds nothing).
+    def apply_tally(self, counts: CountBatch) -> bool:
+        """Add an enrollment's step counts once per their key (a retried flush adds nothing).
 
         Returns:
             False when this key was applied before.
         """
         with self._session() as s:
-            applied = _claim_counts(s, CountBatch(key, changes))
+            applied = _claim_counts(s, counts)
             s.commit()
             return applied
 
@@ -601,7 +601,7 @@ class Store:
             if begin is not None:
                 earlier = _claim_send(s, begin)
             else:
-                earlier = s.exec(select(MessageRow).where(MessageRow.idempotency_key == key)).first()
+                earlier = _message(s, key)
             if counts is not None:
                 _claim_counts(s, counts)
             s.commit()
@@ -609,8 +609,7 @@ class Store:
 
     def set_send_status(self, idempotency_key: str, *, status: str, reason: str | None) -> None:
         """Record the final outcome of an attempt that was waiting (a confirmed mass send)."""
-        self._move_message(idempotency_key, status, reason, {"next_check_at": None},
-                           expect=("pending_confirmation", None))  # fmt: skip
+        self._move_message(idempotency_key, status, reason, {}, expect=("pending_confirmation", None))
 
     def due_confirmations(self, now: datetime, *, limit: int) -> list[MessageRow]:
         """Tasks waiting for confirmation whose next check is due, the longest due first."""
@@ -636,7 +635,7 @@ class Store:
     def get_send(self, idempotency_key: str) -> MessageRow | None:
         """The send attempt recorded under this key, if any."""
         with self._session() as s:
-            return s.exec(select(MessageRow).where(MessageRow.idempotency_key == idempotency_key)).first()
+            return _message(s, idempotency_key)
 
     def claimed_msgids(self, customer_id: str, channel: str, *, excluding: str) -> set[str]:
         """WeCom msgids that other send attempts to this customer on this channel recorded."""
@@ -661,15 +660,13 @@ class Store:
         recipients: list[str] | None = None,
         sender: str | None = None,
         expect: tuple[str, str | None] | None = ("sending", None),
-        next_check_at: datetime | None = None,
     ) -> None:
         """Record the outcome of a send attempt.
 
         ``expect`` is the (status, reason) the attempt is believed to have (by default, just
-        begun): only a hint, which saves a read when right. ``next_check_at`` is when to ask
-        WeCom about a task left ``pending_confirmation``.
+        begun): only a hint, which saves a read when right.
         """
-        fields: dict[str, Any] = {"response": response, "next_check_at": next_check_at}
+        fields: dict[str, Any] = {"response": response}
         if content is not None:
             fields["content"] = content
         if recipients is not None:
@@ -686,21 +683,30 @@ class Store:
         writers (an attempt that outlived its timeout and its retry) cannot both move the
         counters from the same old status; the loser reads again and moves from the new one.
         ``expect`` is the (status, reason) the caller believes the row has: the first try
-        skips the read, and a wrong guess costs one read more.
+        skips the read, and a wrong guess costs one read more. A message that comes to wait
+        for confirmation is due for a check at once (the confirmation sweep); one that stops
+        waiting is due for none.
         """
         table = MessageRow.__table__  # type: ignore[attr-defined]
         known = expect
         while True:
             with self._session() as s:
                 if known is None:
-                    row = s.exec(select(MessageRow).where(MessageRow.idempotency_key == key)).one()
+                    row = _message(s, key)
+                    if row is None:
+                        raise NotFoundError(f"no send attempt {key}")
                     known = (row.status, row.reason)
                 old_status, old_reason = known
                 same_reason = table.c.reason.is_(None) if old_reason is None else table.c.reason == old_reason
                 stmt = (
                     update(table)
                     .where(table.c.idempotency_key == key, table.c.status == old_status, same_reason)
-                    .values(status=status, reason=reason, **fields)
+                    .values(
+                        status=status,
+                        reason=reason,
+                        **fields,
+                        next_check_at=utcnow() if status == "pending_confirmation" else None,
+                    )
                     .returning(table.c.journey_id, table.c.version, table.c.step_id)
                 )
                 moved = s.execute(stmt).first()
@@ -757,6 +763,10 @@ class Store:
             return list(s.exec(q.order_by(col(MessageRow.at), col(MessageRow.id)).limit(limit)))
 
 
+def _message(s: Session, key: str) -> MessageRow | None:
+    return s.exec(select(MessageRow).where(MessageRow.idempotency_key == key)).first()
+
+
 def _send_counter(row: MessageRow) -> CounterKey:
     return CounterKey(row.journey_id, row.version, counters.SEND, row.step_id, send_label(row.status, row.reason))
 
@@ -792,7 +802,9 @@ def _claim_send(s: Session, row: MessageRow) -> MessageRow | None:
     if s.execute(stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.id)).first():
         bump(s, [(_send_counter(row), 1)])
         return None
-    return s.exec(select(MessageRow).where(MessageRow.idempotency_key == row.idempotency_key)).one()
+    earlier = _message(s, row.idempotency_key)
+    assert earlier is not None, "the insert conflicted on this key"
+    return earlier
 
 
 def _claim_counts(s: Session, counts: CountBatch) -> bool:

@@ -529,3 +529,23 @@ async def test_one_sweep_follows_every_waiting_task_to_its_outcome(env: Env) -> 
     last = await sweep.sweep()
     assert (last.decided, last.waiting) == (1, 0), "nothing waits: the sweep workflow may end"
     assert env.store.get_send(waiting.idempotency_key).status == "sent"
+
+
+async def test_a_check_wecom_does_not_answer_is_asked_again_soon_without_failing_the_sweep(env: Env) -> None:
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+
+    async def ensure_sweep() -> None:
+        pass
+
+    sent = await SendActivities(env.store, env.client(), confirmations=ensure_sweep).send(send_input())
+    assert sent.status == "pending_confirmation"
+    # The task is old enough that an unconfirmed answer would wait an hour; a failed look must not.
+    with env.store.engine.begin() as conn:
+        conn.execute(text("update messages set created_at = :at"), {"at": utcnow() - timedelta(hours=1)})
+    env.fake.config.fail_rate = 1.0
+    result = await ConfirmationActivities(env.store, env.client(), first_poll_s=60).sweep()
+    assert (result.checked, result.decided, result.waiting) == (1, 0, 1)
+    row = env.store.get_send("enr-1:s1:1")
+    assert row.status == "pending_confirmation" and row.next_check_at is not None
+    wait = row.next_check_at.replace(tzinfo=UTC) - utcnow()
+    assert timedelta(seconds=30) < wait <= timedelta(seconds=61), "asked again after the first poll, not the backoff"

@@ -176,8 +176,9 @@ def test_enrollments_and_their_counters(store: Store) -> None:
     store.finish_enrollment("enr2", status="needs_attention", exit_reason=None, at=utcnow())
     store.mark_converted("enr1", at=utcnow(), arms={"ab": "x"})
     store.mark_converted("enr1", at=utcnow(), arms={"ab": "x"})
-    assert store.apply_tally("enr1:tally:1", [(CounterKey("shop", 1, counters.STEP_ENTERED, "a"), 1)])
-    assert not store.apply_tally("enr1:tally:1", [(CounterKey("shop", 1, counters.STEP_ENTERED, "a"), 1)])
+    entered_a = CountBatch("enr1:tally:1", [(CounterKey("shop", 1, counters.STEP_ENTERED, "a"), 1)])
+    assert store.apply_tally(entered_a)
+    assert not store.apply_tally(entered_a)
     got = {(c.metric, c.step, c.label): c.value for c in store.counters("shop") if c.value}
     assert got == {
         (counters.ENROLLED, "", ""): 2,
@@ -196,7 +197,7 @@ def test_concurrent_counter_increments_add_up(store: Store) -> None:
 
     def work(worker: int) -> None:
         for i in range(25):
-            store.apply_tally(f"w{worker}:{i}", [(key, 1)])
+            store.apply_tally(CountBatch(f"w{worker}:{i}", [(key, 1)]))
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
     for t in threads:
@@ -218,7 +219,9 @@ def test_message_log_moves_its_counters_with_every_status_change(store: Store) -
     assert store.begin_send(message("k1")) is not None, "a second claim of the same step visit gets the first"
     store.finish_send("k1", status="pending_confirmation", reason=None, response={"msgid": "m1"},
                       content={"text": "hi"}, recipients=["wm1"], sender="s1")  # fmt: skip
+    assert [m.idempotency_key for m in store.due_confirmations(utcnow(), limit=10)] == ["k1"], "checked at once"
     store.set_send_status("k1", status="failed", reason="quota_exceeded")
+    assert store.due_confirmations(utcnow(), limit=10) == [] and store.waiting_confirmations() == 0
     skipped = message("k2", status="skipped")
     skipped.reason = "opted_out"
     store.begin_send(skipped)
@@ -248,7 +251,7 @@ def test_a_send_claims_its_attempt_and_carried_counts_in_one_transaction(store: 
     got = {(c.metric, c.label): c.value for c in store.counters("shop") if c.value}
     assert got == {(counters.STEP_ENTERED, ""): 1, (counters.SEND, "sent|"): 1}
     store.finish_enrollment("enr1", status="exited", exit_reason="completed", at=utcnow(), counts=steps)
-    assert store.apply_tally(*CountBatch("tally/enr1/2", steps.changes))
+    assert store.apply_tally(CountBatch("tally/enr1/2", steps.changes))
     assert {(c.metric, c.label): c.value for c in store.counters("shop") if c.value}[(counters.STEP_ENTERED, "")] == 2
 
 
