@@ -143,7 +143,7 @@ class Dispatcher:
             # those already dispatched, one write instead of a write, a routing pass and a
             # second write. A listener that registers right after this check sees the event
             # as one that happened before it began listening, as it would anyway.
-            for row, idle in zip(rows, await asyncio.gather(*(self._nothing_listens(r) for r in rows)), strict=True):
+            for row, idle in zip(rows, await self._idle(rows), strict=True):
                 if idle:
                     row.dispatched_at = received
         fresh = await asyncio.to_thread(self._store.insert_events, rows)
@@ -191,16 +191,25 @@ class Dispatcher:
         await asyncio.to_thread(self._store.mark_dispatched, routed)
         return results
 
-    async def _nothing_listens(self, row: EventRow) -> bool:
-        """True when no active journey's trigger and no running enrollment wants this event."""
+    async def _idle(self, rows: list[EventRow]) -> list[bool]:
+        """For each row, True when no active journey's trigger and no running enrollment wants it.
+
+        One plan lookup and one Redis round trip for the whole batch: the engine events of
+        a busy worker arrive in batches (``EngineEvents``).
+        """
         try:
-            if any(plan.trigger.matches_name(row.name) for _, plan in await self.plans.plans()):
-                return False
+            plans = await self.plans.plans()
+            indexes = await routing.listener_indexes(self._redis, sorted({r.customer_id for r in rows}))
+        except Exception:  # noqa: BLE001 - cannot tell: route them the normal way (or defer them)
+            return [False] * len(rows)
+        idle = []
+        for row in rows:
+            if any(plan.trigger.matches_name(row.name) for _, plan in plans):
+                idle.append(False)
+                continue
             source = row.properties.get("workflow_id") if is_engine_event(row.name) else None
-            listeners = await routing.listening_workflows(self._redis, row.customer_id, row.name)
-            return all(wid == source for wid in listeners)
-        except Exception:  # noqa: BLE001 - cannot tell: route it the normal way (or defer it)
-            return False
+            idle.append(all(wid == source for wid in routing.listening_in(indexes[row.customer_id], row.name)))
+        return idle
 
     async def _route_rows(self, rows: list[EventRow]) -> None:
         routed = []

@@ -44,9 +44,21 @@ async def remove_active(redis: Redis, customer_id: str, workflow_id: str) -> Non
 
 async def listening_workflows(redis: Redis, customer_id: str, event_name: str) -> list[str]:
     """Workflow ids of the customer's running enrollments that wait on ``event_name``, sorted."""
-    entries = await redis.hgetall(listeners_key(customer_id))  # type: ignore[misc]
+    return listening_in(await redis.hgetall(listeners_key(customer_id)), event_name)  # type: ignore[misc]
+
+
+async def listener_indexes(redis: Redis, customer_ids: list[str]) -> dict[str, dict[bytes, bytes]]:
+    """Each customer's listener index (see ``listening_in``), read in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    for customer_id in customer_ids:
+        pipe.hgetall(listeners_key(customer_id))
+    return dict(zip(customer_ids, await pipe.execute(), strict=True))
+
+
+def listening_in(index: dict[bytes, bytes], event_name: str) -> list[str]:
+    """Workflow ids in a customer's listener index that wait on ``event_name``, sorted."""
     out = []
-    for raw_wid, raw_patterns in entries.items():
+    for raw_wid, raw_patterns in index.items():
         wid = raw_wid.decode() if isinstance(raw_wid, bytes) else str(raw_wid)
         try:
             patterns = json.loads(raw_patterns)

@@ -91,6 +91,12 @@ _SEEN_LIMIT = 512
 #: Patch: sends and the final record carry the step counts, and a send checks the pause gate
 #: itself, instead of an activity and a local activity of their own (bench/RESULTS.md).
 _CARRY = "send-carries-bookkeeping"
+#: Patch: every change above under one marker. The SDK records a marker and upserts the
+#: ``TemporalChangeVersion`` search attribute for each patch a run meets, and a new
+#: enrollment met two to five; now it meets this one (bench/RESULTS.md). Histories from
+#: before it replay the per-change patches, which stay checked for them.
+_FOLDED = "interpreter-2"
+_FOLDED_PATCHES = frozenset({"journey-converted-event", "pause-gate", "send-deferral", _CARRY, "step-tally"})
 #: Step counts are not held back longer than this: a wait that would keep them waiting
 #: longer sends them on their own as before.
 _CARRY_WINDOW = timedelta(seconds=60)
@@ -144,6 +150,7 @@ class JourneyWorkflow:
         self._tally_seq = 0
         self._tally_since: datetime | None = None
         self._flushing: list[workflow.ActivityHandle[Any]] = []
+        self._folded = False
 
     # -- clock --------------------------------------------------------------------
 
@@ -244,6 +251,8 @@ class JourneyWorkflow:
     @workflow.run
     async def run(self, inp: EnrollmentInput) -> EnrollmentState:
         """Admit the customer, walk the plan, record how it ended."""
+        # First, so that it is at the same place in every history that has it.
+        self._folded = workflow.patched(_FOLDED)
         self._inp = inp
         start = inp.plan.start
         if inp.resume is not None:
@@ -431,7 +440,7 @@ class JourneyWorkflow:
             if await self._matches(goal.event, goal.when, ev):
                 self._converted = True
                 self._results["$goal"] = {"event": ev.as_context(), "at": self._now().isoformat()}
-                if workflow.patched("journey-converted-event"):
+                if self._patched("journey-converted-event"):
                     await workflow.execute_local_activity(
                         CONVERTED,
                         ConvertedInput(
@@ -598,7 +607,7 @@ class JourneyWorkflow:
         Returns:
             True when the held action is stale and must be skipped (``skip_stale``).
         """
-        if not workflow.patched("pause-gate"):
+        if not self._patched("pause-gate"):
             return False
         return await self._hold(await self._read_gate())
 
@@ -659,7 +668,7 @@ class JourneyWorkflow:
                         start_to_close_timeout=timedelta(seconds=node.timeout_s), retry_policy=_retry(node.retry),
                     )  # fmt: skip
                     self._results[node.id] = {"status": result.status, "reason": result.reason, "msgid": result.msgid}
-                    if result.status == "deferred" and result.retry_at and workflow.patched("send-deferral"):
+                    if result.status == "deferred" and result.retry_at and self._patched("send-deferral"):
                         # Quiet hours or a full cap: sleep until the send may go, then try
                         # the same step visit again (policies are checked afresh).
                         await self._sleep_until(datetime.fromisoformat(result.retry_at))
@@ -784,13 +793,18 @@ class JourneyWorkflow:
             self._tally_since = self._now()
         self._tally.append(entry)
 
+    def _patched(self, patch_id: str) -> bool:
+        """``workflow.patched`` for a change folded into ``_FOLDED``: true without a marker of its own in new runs."""
+        assert patch_id in _FOLDED_PATCHES, patch_id
+        return self._folded or workflow.patched(patch_id)
+
     def _carrying(self) -> bool:
         """Whether step counts and the gate check ride with activities that run anyway."""
-        return workflow.patched(_CARRY)
+        return self._patched(_CARRY)
 
     def _take_tally(self) -> TallyInput | None:
         """The step counts gathered since the last batch, as the next numbered batch (None if none)."""
-        if not self._tally or not workflow.patched("step-tally"):
+        if not self._tally or not self._patched("step-tally"):
             return None
         assert self._inp is not None
         self._tally_seq += 1

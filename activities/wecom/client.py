@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ from engine import metrics
 
 #: Codes meaning "the token is bad": refresh it and retry the call once.
 TOKEN_ERRCODES = frozenset({40014, 42001})
+#: Seconds a process reuses a token it read from Redis before reading it again.
+LOCAL_TOKEN_S = 30.0
 #: Codes where waiting and retrying can succeed (busy, rate limits, dispatch in progress).
 RETRYABLE_ERRCODES = frozenset({-1, 6000, 41063, 41096, 45009, 45033})
 
@@ -84,6 +87,8 @@ class WeComClient:
         self._redis = redis
         self.creds = creds
         self._limits = RateLimiter(redis) if rate_limits else None
+        # token -> until (monotonic): a Redis read per call was a share of a busy worker.
+        self._tokens: dict[App, tuple[str, float]] = {}
 
     @property
     def redis(self) -> Redis:
@@ -97,7 +102,20 @@ class WeComClient:
         return f"wecom:token:{self.creds.corp_id}:{who}"
 
     async def token(self, app: App) -> str:
-        """A valid access token for ``app``; at most one process fetches it at a time."""
+        """A valid access token for ``app``; at most one process fetches it at a time.
+
+        Kept in the process for ``LOCAL_TOKEN_S`` after it was read from Redis. A token
+        another process replaced meanwhile is refused by WeCom, and ``call`` then drops it
+        and reads the new one.
+        """
+        local = self._tokens.get(app)
+        if local is not None and local[1] > time.monotonic():
+            return local[0]
+        token = await self._shared_token(app)
+        self._tokens[app] = (token, time.monotonic() + LOCAL_TOKEN_S)
+        return token
+
+    async def _shared_token(self, app: App) -> str:
         key = self._token_key(app)
         cached = await self._redis.get(key)
         if cached:
@@ -133,6 +151,8 @@ class WeComClient:
         return token
 
     async def _invalidate(self, app: App, token: str) -> None:
+        if self._tokens.get(app, ("", 0.0))[0] == token:
+            del self._tokens[app]
         await self._redis.eval(_COMPARE_AND_DELETE, 1, self._token_key(app), token)  # type: ignore[misc]
 
     # -- calls --------------------------------------------------------------------

@@ -99,6 +99,20 @@ async def test_revoked_token_is_refreshed_and_the_call_retried_once(env: Env) ->
     assert [m["text"] for m in env.fake.listing()] == ["hello", "after revoke"]
 
 
+async def test_a_process_reuses_its_token_and_follows_a_refresh_by_another(env: Env) -> None:
+    ours, theirs = env.client(), env.client()
+    await ours.send_app_message(TEXT)
+    await env.redis.delete(ours._token_key("app"))
+    await ours.send_app_message({**TEXT, "text": {"content": "from memory"}})
+    assert env.fake.gettoken_calls == 1, "the token is kept in the process, not read again per call"
+    # Another process refreshes after WeCom revoked the token: ours is refused once and follows.
+    env.fake.revoke_tokens()
+    await theirs.send_app_message({**TEXT, "text": {"content": "theirs"}})
+    await ours.send_app_message({**TEXT, "text": {"content": "ours"}})
+    assert env.fake.gettoken_calls == 2, "ours read the token the other process fetched"
+    assert [m["text"] for m in env.fake.listing()] == ["hello", "from memory", "theirs", "ours"]
+
+
 async def test_configuration_errors_are_permanent(env: Env) -> None:
     with pytest.raises(WeComError) as info:
         await env.client(app_secret="wrong").send_app_message(TEXT)

@@ -1,9 +1,11 @@
 """Regenerate the committed replay histories (run by hand after a deliberate change).
 
-    .venv/bin/python -m tests.replay.record_histories [SCENARIO...] [--sweep-only]
+    .venv/bin/python -m tests.replay.record_histories [SCENARIO...] [--sweep-only] [--as PATCH]
 
 Only add new files for new behaviour: existing histories stand for enrollments already
-running in production and must keep replaying.
+running in production and must keep replaying. ``--as PATCH`` names the files
+``PATCH--<workflow>.json`` instead of after the scenario, for a scenario recorded again
+under a new patch without replacing its older histories.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE.parent / "fixtures" / "scenarios"
 
 
-async def record(name: str, *, sweep_only: bool = False) -> None:
+async def record(name: str, *, sweep_only: bool = False, label: str | None = None) -> None:
     path = SCENARIOS / f"{name}.yaml"
     scenario = load_scenario(path)
 
@@ -35,18 +37,25 @@ async def record(name: str, *, sweep_only: bool = False) -> None:
         for row in rt.store.list_enrollments():
             history = await rt.temporal.get_workflow_handle(row.workflow_id, run_id=row.enrollment_id).fetch_history()
             slug = re.sub(r"[^a-z0-9]+", "-", row.workflow_id.lower()).strip("-")
-            (HERE / "histories" / f"{name}--{slug}.json").write_text(history.to_json())
+            (HERE / "histories" / f"{label or name}--{slug}.json").write_text(history.to_json())
 
     await simulate(scenario, compile_scenario_journeys(scenario, path.parent), before_teardown=export)
 
 
-async def main(names: list[str], *, sweep_only: bool = False) -> None:
+async def main(names: list[str], *, sweep_only: bool = False, label: str | None = None) -> None:
     for name in names:
-        await record(name, sweep_only=sweep_only)
+        await record(name, sweep_only=sweep_only, label=label)
 
 
 if __name__ == "__main__":
     # Existing histories stand for running enrollments: record only new scenarios, or with
     # --sweep-only just the confirmation sweep's run of a scenario that sends wecom.customer.
-    args = [a for a in sys.argv[1:] if a != "--sweep-only"]
-    asyncio.run(main(args or ["paid-or-nudge", "language-tour"], sweep_only="--sweep-only" in sys.argv))
+    args = sys.argv[1:]
+    label = None
+    if "--as" in args:
+        at = args.index("--as")
+        label = args[at + 1]
+        del args[at : at + 2]
+    sweep_only = "--sweep-only" in args
+    names = [a for a in args if a != "--sweep-only"]
+    asyncio.run(main(names or ["paid-or-nudge", "language-tour"], sweep_only=sweep_only, label=label))
