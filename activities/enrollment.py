@@ -122,23 +122,7 @@ class EnrollmentActivities:
     @activity.defn(name=FINISH)
     async def finish(self, inp: FinishInput) -> None:
         """Record the enrollment's state; drop it from the index once it exited."""
-        await asyncio.to_thread(self._record_finish, inp)
-        if inp.status == "exited":
-            metrics.EXITED.labels(inp.journey_id, inp.exit_reason or "unknown").inc()
-            await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
-            await self._events.emit(
-                event_id=f"{inp.enrollment_id}:exited", customer_id=inp.customer_id, name="journey.exited",
-                at=datetime.fromisoformat(inp.at),
-                properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id,
-                                  exit_reason=inp.exit_reason),  # fmt: skip
-            )  # fmt: skip
-
-    def _record_finish(self, inp: FinishInput) -> None:
-        # The last step counts ride along: the same transaction, and no activity of their own.
-        self._store.finish_enrollment(
-            inp.enrollment_id, status=inp.status, exit_reason=inp.exit_reason, at=datetime.fromisoformat(inp.at),
-            path=inp.path, arm=inp.arm, counts=count_batch(inp.tally),
-        )  # fmt: skip
+        await record_finish(self._store, self._redis, self._events, inp)
 
     @activity.defn(name=GATE)
     async def gate(self, inp: GateInput) -> GateState:
@@ -165,6 +149,30 @@ class EnrollmentActivities:
         ``{enrollment}:{step}:{visit}`` key, whatever the step is called.
         """
         await asyncio.to_thread(record_tally, self._store, inp)
+
+
+async def record_finish(store: Store, redis: Redis, events: EngineEvents | None, inp: FinishInput) -> None:
+    """Record an enrollment's state with its last step counts (and, once it exited, say so).
+
+    An enrollment that exited leaves the listener index and emits ``journey.exited``.
+    Idempotent: a retry neither moves a counter nor emits twice. The ``FINISH`` activity and
+    the last step's send (``SendInput.finish``) both record through here.
+    """
+    await asyncio.to_thread(
+        store.finish_enrollment, inp.enrollment_id, status=inp.status, exit_reason=inp.exit_reason,
+        at=datetime.fromisoformat(inp.at), path=inp.path, arm=inp.arm, counts=count_batch(inp.tally),
+    )  # fmt: skip
+    if inp.status != "exited":
+        return
+    metrics.EXITED.labels(inp.journey_id, inp.exit_reason or "unknown").inc()
+    await routing.remove_active(redis, inp.customer_id, inp.workflow_id)
+    if events is not None:
+        await events.emit(
+            event_id=f"{inp.enrollment_id}:exited", customer_id=inp.customer_id, name="journey.exited",
+            at=datetime.fromisoformat(inp.at),
+            properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id,
+                              exit_reason=inp.exit_reason),  # fmt: skip
+        )  # fmt: skip
 
 
 def record_tally(store: Store, batch: TallyInput) -> bool:

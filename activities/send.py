@@ -11,7 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import Delivered, DeliveryError, Rendered, WebhookSender, customer_payload, deliver, render
-from activities.enrollment import count_batch, gate_state
+from activities.enrollment import count_batch, gate_state, record_finish
 from activities.policy import CapLedger, opted_out, quiet_until
 from activities.reconcile import find_mass_send
 from activities.steps import customer_zone
@@ -24,7 +24,7 @@ from engine.lifecycle import check_gate, read_gate
 from engine.models import MessageRow
 from engine.store import Store, aware, utcnow
 from rules import RuleError
-from workflows.messages import SEND, SendInput, SendResult
+from workflows.messages import SEND, FinishInput, SendInput, SendResult
 
 
 def idempotency_key(inp: SendInput) -> str:
@@ -81,7 +81,23 @@ class SendActivities:
             await self._emit(inp, "message.sent", {"msgid": result.msgid})
         elif result.status == "failed":
             await self._emit(inp, "message.failed", {"reason": result.reason})
+        if inp.finish is not None and result.status != "deferred":
+            result.finished = await self._finish_enrollment(inp.finish)
         return result
+
+    async def _finish_enrollment(self, finish: FinishInput) -> bool:
+        """Record the enrollment's end the last step's send carries. False if that failed.
+
+        A failure here must not fail the send (the message is out and logged): the workflow
+        then records the same ``finish`` itself, and recording it twice changes nothing.
+        """
+        try:
+            await record_finish(self._store, self._wecom.redis, self._events, finish)
+        except Exception:  # noqa: BLE001 - handed back to the workflow (see above)
+            activity.logger.warning("send: recording the end of enrollment %s failed; the workflow records it",
+                                    finish.enrollment_id, exc_info=True)  # fmt: skip
+            return False
+        return True
 
     async def _emit(self, inp: SendInput, name: str, extra: dict[str, Any]) -> None:
         if self._events is None:

@@ -151,6 +151,9 @@ class JourneyWorkflow:
         self._tally_since: datetime | None = None
         self._flushing: list[workflow.ActivityHandle[Any]] = []
         self._folded = False
+        #: The end of the enrollment, recorded with its last step's send (``_send``).
+        self._closing: FinishInput | None = None
+        self._closed = False
 
     # -- clock --------------------------------------------------------------------
 
@@ -273,7 +276,11 @@ class JourneyWorkflow:
         self._status = "exited"
         self._current = None
         self._wake_at = None
-        if self._carrying():
+        if self._closing is not None:
+            # The last send recorded the end (or, if it could not, hands it back to record here).
+            if not self._closed:
+                await self._record_finish(self._closing)
+        elif self._carrying():
             await self._settled()
             await self._record(status="exited", tally=self._take_tally())
         else:
@@ -331,7 +338,8 @@ class JourneyWorkflow:
             if node.kind in ("wait", "wait_until", "wait_for"):
                 budget = len(plan.nodes) + 1
             node_id = await self._execute(node)
-            self._count(TallyEntry(_STEP_COMPLETED, node.id))
+            if self._closing is None:  # else the closing record counted it
+                self._count(TallyEntry(_STEP_COMPLETED, node.id))
         self._exit_reason = "exit_step" if node_id == EXIT else "completed"
 
     async def _execute(self, node: PlanNode) -> str:
@@ -707,6 +715,7 @@ class JourneyWorkflow:
             inp = self._send_input(node)
             inp.gate, check_gate = check_gate, False
             inp.tally = self._take_tally()
+            inp.finish = self._closing_record(node)
             try:
                 result: SendResult = await workflow.execute_activity(
                     SEND, inp, result_type=SendResult,
@@ -733,6 +742,8 @@ class JourneyWorkflow:
                 # step visit again (policies are checked afresh).
                 await self._sleep_until(datetime.fromisoformat(result.retry_at))
                 continue
+            if inp.finish is not None:
+                self._closing, self._closed = inp.finish, result.finished
             return node.next
 
     async def _failed(self, node: SendNode | ActivityNode, err: ActivityError) -> str | None:
@@ -858,18 +869,34 @@ class JourneyWorkflow:
         await self._settled()
 
     async def _record(self, *, status: str, exit_reason: str | None = None, tally: TallyInput | None = None) -> None:
+        reason = exit_reason if status != "exited" else self._exit_reason
+        await self._record_finish(self._finish_input(status, reason, tally))
+
+    def _finish_input(self, status: str, exit_reason: str | None, tally: TallyInput | None) -> FinishInput:
         assert self._inp is not None
-        await workflow.execute_local_activity(
-            FINISH,
-            FinishInput(
-                enrollment_id=self._enrollment_id(), workflow_id=workflow.info().workflow_id,
-                customer_id=self._inp.customer_id, status=status,
-                exit_reason=exit_reason if status != "exited" else self._exit_reason, at=self._now().isoformat(),
-                journey_id=self._inp.plan.journey_id, version=self._inp.version,
-                path=list(self._path), arm=next(iter(self._arms.values()), None), tally=tally,
-            ),
-            start_to_close_timeout=_LOCAL,
+        return FinishInput(
+            enrollment_id=self._enrollment_id(), workflow_id=workflow.info().workflow_id,
+            customer_id=self._inp.customer_id, status=status,
+            exit_reason=exit_reason, at=self._now().isoformat(),
+            journey_id=self._inp.plan.journey_id, version=self._inp.version,
+            path=list(self._path), arm=next(iter(self._arms.values()), None), tally=tally,
         )  # fmt: skip
+
+    async def _record_finish(self, finish: FinishInput) -> None:
+        await workflow.execute_local_activity(FINISH, finish, start_to_close_timeout=_LOCAL)
+
+    def _closing_record(self, node: SendNode) -> FinishInput | None:
+        """The end of the enrollment for the send of its last step to record (``interpreter-2``).
+
+        Only when the step leads to the end and no count batch is still on its way (the end
+        is recorded after every count, as ``run`` does). Its step counts include this step's
+        completion, which the walk then leaves out. Unused (the send was held, deferred or
+        failed), the batch is simply never applied: the walk counts the step itself.
+        """
+        if node.next != END or not self._folded or any(not h.done() for h in self._flushing):
+            return None
+        self._count(TallyEntry(_STEP_COMPLETED, node.id))
+        return self._finish_input("exited", "completed", self._take_tally())
 
 
 def _retry(plan: RetryPlan) -> RetryPolicy:

@@ -127,6 +127,9 @@ class SendInput:
     #: Check the journey's pause gate before sending (instead of a local activity of its own);
     #: a closed gate answers ``held``.
     gate: bool = False
+    #: The last step's send: record the enrollment's end once the step is done (any outcome
+    #: but ``held`` or ``deferred``), instead of a local activity of its own.
+    finish: FinishInput | None = None
 
 
 @dataclass
@@ -139,6 +142,8 @@ class SendResult:
     recipients: list[str] = field(default_factory=list)
     retry_at: str | None = None
     gate: GateState | None = None
+    #: The ``finish`` the input carried was recorded (False: the workflow records it itself).
+    finished: bool = False
 
 
 @dataclass

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -29,12 +30,15 @@ from activities.wecom import WeComClient, WeComError
 from activities.wecom.client import WeComCredentials
 from engine.config import FAKE_AGENT_ID, FAKE_APP_SECRET, FAKE_CONTACT_SECRET, FAKE_CORP_ID
 from engine.db import make_engine
+from engine.dispatch import IncomingEvent
 from engine.embedded import ChildProcess, free_port
+from engine.emitter import EngineEvents
 from engine.fake_wecom import FakeWeCom, create_app
 from engine.lifecycle import gate_key, held_key
+from engine.models import EnrollmentRow
 from engine.servers import RunningServer, serve
 from engine.store import Store, utcnow
-from workflows.messages import EventData, GateState, SendInput, TallyEntry, TallyInput
+from workflows.messages import EventData, FinishInput, GateState, SendInput, TallyEntry, TallyInput
 
 
 @dataclass
@@ -500,6 +504,48 @@ async def test_carried_step_counts_count_once_whichever_way_the_send_goes(env: E
     assert step_counts(env.store) == {("step.entered", "s1"): 1, ("step.entered", "s2"): 1,
                                       ("step.entered", "s3"): 1}  # fmt: skip
     assert len(env.fake.listing()) == 1
+
+
+class ExitUnrecordable(Store):
+    """A store that cannot record the end of an enrollment (the database refuses that write)."""
+
+    def finish_enrollment(self, *args: object, **kwargs: object) -> None:
+        raise OperationalError("update enrollments", {}, Exception("database is locked"))
+
+
+async def test_the_last_send_records_the_end_of_the_enrollment_once(env: Env) -> None:
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    env.store.admit(EnrollmentRow(enrollment_id="enr-1", workflow_id="wf-1", journey_id="j", version=1,
+                                  customer_id="c1", trigger_event_id="e1", entered_at=utcnow()))  # fmt: skip
+    emitted: list[IncomingEvent] = []
+
+    class Recorder:
+        async def accept(self, events: list[IncomingEvent]) -> list[object]:
+            emitted.extend(events)
+            return []
+
+    acts = SendActivities(env.store, env.client(), events=EngineEvents(Recorder()))  # type: ignore[arg-type]
+    finish = FinishInput(enrollment_id="enr-1", workflow_id="wf-1", customer_id="c1", status="exited",
+                         exit_reason="completed", at="2026-11-23T02:00:01+00:00", journey_id="j", version=1,
+                         path=["s1"], tally=TallyInput(enrollment_id="enr-1", journey_id="j", version=1, seq=2,
+                                                       entries=[TallyEntry("step.completed", "s1")]))  # fmt: skip
+    for _ in range(2):  # the second is a retry of the same activity
+        result = await ActivityEnvironment().run(acts.send, send_input("s1", finish=finish))
+        assert (result.status, result.finished) == ("sent", True)
+    row = env.store.get_enrollment("enr-1")
+    assert (row.status, row.exit_reason, row.path) == ("exited", "completed", ["s1"])
+    assert step_counts(env.store) == {("step.completed", "s1"): 1}
+    assert {c.label: c.value for c in env.store.counters("j") if c.metric == "enrollment.exited"} == {"completed": 1}
+    assert sorted(e.name for e in emitted if e.event_id.endswith(":exited")) == ["journey.exited"] * 2, (
+        "emitted by each attempt under one id: stored once"
+    )
+    assert len(env.fake.listing()) == 1
+    # A send that cannot record the end still reports the message; the workflow records the end.
+    broken = SendActivities(ExitUnrecordable(env.store.engine), env.client())
+    finish.enrollment_id = "enr-2"
+    result = await broken.send(send_input("s1", enrollment_id="enr-2", finish=finish))
+    assert (result.status, result.finished) == ("sent", False)
+    assert env.store.get_send("enr-2:s1:1").status == "sent"
 
 
 def test_confirmation_checks_back_off_with_the_task_age_until_it_lapses() -> None:

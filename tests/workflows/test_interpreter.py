@@ -53,7 +53,9 @@ class StandIns:
         self.tallies: list[TallyInput] = []  # every batch, however it arrived, once
         self.tally_calls: list[TallyInput] = []  # batches sent by an activity of their own
         self.gate_calls = 0
+        self.finish_calls: list[FinishInput] = []  # records by the local activity of their own
         self.failing = False
+        self.send_cannot_finish = False
 
     def all(self) -> list[object]:
         return [self.admit, self.finish, self.gate, self.send, self.tally]
@@ -73,6 +75,10 @@ class StandIns:
 
     @activity.defn(name=FINISH)
     async def finish(self, inp: FinishInput) -> None:
+        self.finish_calls.append(inp)
+        self._record(inp)
+
+    def _record(self, inp: FinishInput) -> None:
         self.finished.append(inp.status)
         self._batch(inp.tally)
 
@@ -87,7 +93,11 @@ class StandIns:
         if self.failing:
             raise ApplicationError("WeCom says no", type="WeComError", non_retryable=True)
         self.sent.append((inp.step_id, inp.visit))
-        return SendResult(status="sent", msgid=f"m{len(self.sent)}")
+        result = SendResult(status="sent", msgid=f"m{len(self.sent)}")
+        if inp.finish is not None and not self.send_cannot_finish:
+            self._record(inp.finish)
+            result.finished = True
+        return result
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -245,6 +255,34 @@ async def test_step_counts_and_the_gate_ride_with_activities_that_run_anyway(env
     assert final.exit_reason == "completed" and acts.sent == [("first", 1), ("second", 1)]
     assert acts.tally_calls == [] and acts.gate_calls == 0
     assert [t.seq for t in acts.tallies] == [1, 2, 3]  # first send, second send, the final record
+    assert counted(acts) == EVERY_STEP
+
+
+async def test_the_last_send_records_the_end_of_the_enrollment(env: WorkflowEnvironment) -> None:
+    # interpreter-2: no local activity after a journey's last send (bench/RESULTS.md).
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        handle = await start(env.client, queue, enrollment(three_steps("1s")))
+        final: EnrollmentState = await handle.result()
+        history = await handle.fetch_history()
+    assert final.status == "exited" and final.exit_reason == "completed"
+    assert acts.finished == ["exited"] and acts.finish_calls == []
+    assert counted(acts) == EVERY_STEP, "the last step's completion counted once, with the end"
+    markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
+    assert len(markers) == 2, "the patch and the admission; no record after the last send"
+
+
+async def test_an_end_the_send_could_not_record_is_recorded_by_the_workflow(env: WorkflowEnvironment) -> None:
+    acts = StandIns()
+    acts.send_cannot_finish = True
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        final: EnrollmentState = await (await start(env.client, queue, enrollment(three_steps("1s")))).result()
+    assert final.exit_reason == "completed" and acts.finished == ["exited"]
+    # The same record the send carried (the same count batch), so a half-done one adds nothing twice.
+    assert len(acts.finish_calls) == 1 and acts.finish_calls[0].tally is not None
+    assert acts.finish_calls[0].tally.seq == 3 and acts.finish_calls[0].exit_reason == "completed"
     assert counted(acts) == EVERY_STEP
 
 
