@@ -63,7 +63,7 @@ class AudienceActivities:
     async def next_fire(self, inp: ScheduleNextInput) -> ScheduleNext:
         """Next fire time of the active version's cron, in the journey's time zone."""
         try:
-            active = await asyncio.to_thread(self._store.active_version_plan, inp.journey_id)
+            active = await self._store.offload(self._store.active_version_plan, inp.journey_id)
         except NotFoundError:
             return ScheduleNext(at=None)
         if active is None or not active[1].trigger.schedule:
@@ -87,7 +87,7 @@ class AudienceActivities:
         Heartbeats its cursor, so a retried run resumes where it stopped; enrollment ids
         derive from (journey, run, customer), so nobody is enrolled twice by one run.
         """
-        active = await asyncio.to_thread(self._store.active_version_plan, inp.journey_id)
+        active = await self._store.offload(self._store.active_version_plan, inp.journey_id)
         if active is None:
             return AudienceRunResult(checked=0, enrolled=0)
         version, plan = active
@@ -96,10 +96,10 @@ class AudienceActivities:
         cursor, checked, enrolled = (str(details[0]), int(details[1]), int(details[2])) if details else ("", 0, 0)
         next_start = time.monotonic()
         while True:
-            page = await asyncio.to_thread(self._store.customers_after, cursor, PAGE)
+            page = await self._store.offload(self._store.customers_after, cursor, PAGE)
             if not page:
                 break
-            chosen = await asyncio.to_thread(self._select, plan, version, page, run_at)
+            chosen = await self._store.offload(self._select, plan, version, page, run_at)
             for customer in chosen:
                 # A bounded start rate keeps a big audience from flooding the cluster at once.
                 delay = next_start - time.monotonic()
@@ -111,7 +111,7 @@ class AudienceActivities:
             enrolled += len(chosen)
             cursor = str(page[-1]["id"])
             activity.heartbeat(cursor, checked, enrolled)
-        await asyncio.to_thread(self._store.record_schedule_run, ScheduleRunRow(
+        await self._store.offload(self._store.record_schedule_run, ScheduleRunRow(
             journey_id=inp.journey_id, run_at=run_at, checked=checked, enrolled=enrolled, finished_at=utcnow(),
         ))  # fmt: skip
         return AudienceRunResult(checked=checked, enrolled=enrolled)

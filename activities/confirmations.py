@@ -93,7 +93,7 @@ class ConfirmationActivities:
         # timeout instead of its start-to-close timeout.
         beating = asyncio.create_task(_heartbeat()) if activity.in_activity() else None
         try:
-            due = await asyncio.to_thread(self._store.due_confirmations, now, limit=self._batch)
+            due = await self._store.offload(self._store.due_confirmations, now, limit=self._batch)
             limit = asyncio.Semaphore(self._concurrency)
 
             async def check(row: MessageRow) -> bool:
@@ -104,11 +104,11 @@ class ConfirmationActivities:
                         # A failed look says nothing about the task: ask again soon, not after the backoff.
                         log.warning("confirmation check of %s failed, asking again: %s", row.idempotency_key, exc)
                         again = now + timedelta(seconds=self._first_poll_s)
-                        await asyncio.to_thread(self._store.schedule_check, row.idempotency_key, again)
+                        await self._store.offload(self._store.schedule_check, row.idempotency_key, again)
                         return False
 
             decided = sum(await asyncio.gather(*(check(row) for row in due)))
-            waiting = await asyncio.to_thread(self._store.waiting_confirmations)
+            waiting = await self._store.offload(self._store.waiting_confirmations)
         finally:
             if beating is not None:
                 beating.cancel()
@@ -121,13 +121,13 @@ class ConfirmationActivities:
         msgid = (row.response or {}).get("msgid")
         if not msgid or not row.recipients:
             log.error("task %s waits for confirmation without a msgid or recipient; not checked", row.idempotency_key)
-            await asyncio.to_thread(self._store.schedule_check, row.idempotency_key, None)
+            await self._store.offload(self._store.schedule_check, row.idempotency_key, None)
             return False
         created = aware(row.created_at) or now
         expired = now - created >= GIVE_UP_AFTER
         status = await self._ask(str(msgid), row.sender or "", row.recipients[0])
         if status == 0 and not expired:
-            await asyncio.to_thread(self._store.schedule_check, row.idempotency_key,
+            await self._store.offload(self._store.schedule_check, row.idempotency_key,
                                     next_check(created, now, self._first_poll_s))  # fmt: skip
             return False
         await self._record(row, str(msgid), *_outcome(status))
@@ -139,7 +139,7 @@ class ConfirmationActivities:
         return statuses.get(external_userid, 0)
 
     async def _record(self, row: MessageRow, msgid: str, outcome: str, reason: str | None) -> None:
-        await asyncio.to_thread(self._store.set_send_status, row.idempotency_key, status=outcome, reason=reason)
+        await self._store.offload(self._store.set_send_status, row.idempotency_key, status=outcome, reason=reason)
         if self._events is not None:
             name = "message.sent" if outcome == "sent" else "message.failed"
             await self._events.emit(
@@ -151,7 +151,7 @@ class ConfirmationActivities:
     @activity.defn(name=TRACK_MASS_SEND)
     async def track(self, inp: TrackInput, expired: bool) -> TrackResult:
         """One look at one task, for trackers started before the shared sweep existed."""
-        row = await asyncio.to_thread(self._store.get_send, inp.idempotency_key)
+        row = await self._store.offload(self._store.get_send, inp.idempotency_key)
         if row is None or row.status != "pending_confirmation":
             return TrackResult(status=row.status if row else "failed", reason=row.reason if row else "missing")
         status = await self._ask(inp.msgid, inp.sender, inp.external_userid)

@@ -10,7 +10,6 @@ A ``PermanentActivityError`` becomes a non-retryable failure of its ``code``.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,7 +57,7 @@ class Services:
             result["value"] = int(value) if float(value).is_integer() else value
             return {**profile, attribute: result["value"]}
 
-        await asyncio.to_thread(self.store.update_customer, customer_id, change)
+        await self.store.offload(self.store.update_customer, customer_id, change)
         return result["value"]
 
 
@@ -102,7 +101,7 @@ def temporal_activity(definition: ActivityDefinition, services: Services,
 
     async def run(call: ActivityCall) -> Any:
         store = services.store
-        customer = await asyncio.to_thread(store.ensure_customer, call.context.customer_id)
+        customer = await store.offload(store.ensure_customer, call.context.customer_id)
         ctx = rule_context(store, call.context, customer=customer)
         try:
             rendered = rule_cache.render(call.with_, ctx, strict=call.strict)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any, overload
 
@@ -67,7 +66,7 @@ class EnrollmentActivities:
             version=inp.version, customer_id=inp.customer_id, key=inp.key,
             trigger_event_id=inp.trigger_event_id, entered_at=datetime.fromisoformat(inp.entered_at),
         )  # fmt: skip
-        refused, recorded = await asyncio.to_thread(self._check_and_record, inp, status, row)
+        refused, recorded = await self._store.offload(self._check_and_record, inp, status, row)
         if refused is not None:
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
             return AdmitResult(admitted=False, reason=refused)
@@ -133,7 +132,7 @@ class EnrollmentActivities:
     async def converted(self, inp: ConvertedInput) -> None:
         """Record a goal conversion and emit ``journey.converted``."""
         at = datetime.fromisoformat(inp.at)
-        await asyncio.to_thread(self._store.mark_converted, inp.enrollment_id, at=at, arms=inp.arms)
+        await self._store.offload(self._store.mark_converted, inp.enrollment_id, at=at, arms=inp.arms)
         await self._events.emit(
             event_id=f"{inp.enrollment_id}:converted", customer_id=inp.customer_id, name="journey.converted",
             at=at,
@@ -148,7 +147,7 @@ class EnrollmentActivities:
         The effect key's shape (``tally/...``) cannot collide with a step's
         ``{enrollment}:{step}:{visit}`` key, whatever the step is called.
         """
-        await asyncio.to_thread(record_tally, self._store, inp)
+        await self._store.offload(record_tally, self._store, inp)
 
 
 async def record_finish(store: Store, redis: Redis, events: EngineEvents | None, inp: FinishInput) -> None:
@@ -158,7 +157,7 @@ async def record_finish(store: Store, redis: Redis, events: EngineEvents | None,
     Idempotent: a retry neither moves a counter nor emits twice. The ``FINISH`` activity and
     the last step's send (``SendInput.finish``) both record through here.
     """
-    await asyncio.to_thread(
+    await store.offload(
         store.finish_enrollment, inp.enrollment_id, status=inp.status, exit_reason=inp.exit_reason,
         at=datetime.fromisoformat(inp.at), path=inp.path, arm=inp.arm, counts=count_batch(inp.tally),
     )  # fmt: skip

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio import activity
 
 from activities.context import rule_context
@@ -26,7 +24,7 @@ class MatchActivities:
     @activity.defn(name=MATCH)
     async def match(self, inp: MatchInput) -> bool:
         """True when the rule holds for this event."""
-        return await asyncio.to_thread(self._match, inp)
+        return await self._store.offload(self._match, inp)
 
     def _match(self, inp: MatchInput) -> bool:
         rule = rule_cache.rule(inp.rule)

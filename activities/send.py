@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -131,14 +130,14 @@ class SendActivities:
         # (thread hand-offs and commits were most of a busy worker, bench/RESULTS.md). A
         # governed one claims it (and counts) only once the policy lets it go.
         begin = None if governed or inp.skip_reason else self._attempt_row(inp, key, "sending")
-        earlier, customer = await asyncio.to_thread(
+        earlier, customer = await self._store.offload(
             self._store.open_send, key, inp.customer_id, begin=begin, counts=counts if begin else None
         )
         if earlier is not None and earlier.status in ("sent", "skipped", "pending_confirmation"):
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
             if counts is not None and begin is None:
-                await asyncio.to_thread(self._store.apply_tally, counts)
+                await self._store.offload(self._store.apply_tally, counts)
             if earlier.status == "pending_confirmation" and self._confirmations is not None:
                 # The crash may have come before the sweep was signalled; signalling again is harmless.
                 await self._confirmations()
@@ -155,7 +154,7 @@ class SendActivities:
             held = await self._apply_policy(inp, key, customer, now, counts)
             if held is not None:
                 return held
-            await asyncio.to_thread(self._store.begin_send, self._attempt_row(inp, key, "sending"), counts=counts)
+            await self._store.offload(self._store.begin_send, self._attempt_row(inp, key, "sending"), counts=counts)
         context = _context(inp, customer)
         try:
             rendered = render(inp.channel, inp.message, customer, context, strict=inp.strict)
@@ -214,19 +213,19 @@ class SendActivities:
         """
         if not (await read_gate(self._wecom.redis, self._store, inp.journey_id)).closed:
             return None
-        if await asyncio.to_thread(self._store.get_send, key) is not None:
+        if await self._store.offload(self._store.get_send, key) is not None:
             return None
         gate = await check_gate(self._wecom.redis, self._store, inp.journey_id, activity.info().workflow_id)
         if not gate.closed:
             return None  # resumed meanwhile
         if counts is not None:
-            await asyncio.to_thread(self._store.apply_tally, counts)
+            await self._store.offload(self._store.apply_tally, counts)
         # Nothing is logged: the workflow holds and sends this step visit later (or never).
         return SendResult(status="held", gate=gate_state(gate))
 
     async def _reconcile(self, inp: SendInput, key: str, earlier: MessageRow, rendered: Rendered) -> Delivered | None:
         """The task an interrupted attempt of this send created, if WeCom has one (see ``activities.reconcile``)."""
-        claimed = await asyncio.to_thread(self._store.claimed_msgids, inp.customer_id, inp.channel, excluding=key)
+        claimed = await self._store.offload(self._store.claimed_msgids, inp.customer_id, inp.channel, excluding=key)
         since = aware(earlier.created_at) or utcnow()
         msgid = await find_mass_send(self._wecom, customer_payload(rendered), since=since, until=utcnow(),
                                      claimed=claimed)  # fmt: skip
@@ -265,7 +264,7 @@ class SendActivities:
     async def _skip(self, inp: SendInput, key: str, reason: str, counts: CountBatch | None) -> SendResult:
         row = self._attempt_row(inp, key, "skipped")
         row.reason = reason
-        earlier = await asyncio.to_thread(self._store.begin_send, row, counts=counts)
+        earlier = await self._store.offload(self._store.begin_send, row, counts=counts)
         if earlier is not None and earlier.status not in ("sent", "skipped"):
             await self._finish(key, "skipped", reason, None, expect=(earlier.status, earlier.reason))
         return SendResult(status="skipped", reason=reason)
@@ -275,7 +274,7 @@ class SendActivities:
         """Log a ``deferred`` attempt; the workflow sleeps until ``until`` and sends again."""
         row = self._attempt_row(inp, f"{key}@{inp.now}", "deferred")
         row.reason = reason
-        await asyncio.to_thread(self._store.begin_send, row, counts=counts)
+        await self._store.offload(self._store.begin_send, row, counts=counts)
         return SendResult(status="deferred", reason=reason, retry_at=until.isoformat())
 
     async def _give_back(self, governed: bool, inp: SendInput, key: str) -> None:
@@ -303,7 +302,7 @@ class SendActivities:
         self, key: str, status: str, reason: str | None, response: dict[str, Any] | None, rendered: Any = None,
         expect: tuple[str, str | None] = ("sending", None),
     ) -> None:  # fmt: skip
-        await asyncio.to_thread(
+        await self._store.offload(
             self._store.finish_send,
             key,
             status=status,

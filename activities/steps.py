@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -75,7 +74,7 @@ class StepActivities:
     @activity.defn(name=BRANCH)
     async def branch(self, inp: BranchInput) -> BranchResult:
         """Index of the first case whose rule holds (-1 for else), on the fresh profile."""
-        return await asyncio.to_thread(self._branch, inp)
+        return await self._store.offload(self._branch, inp)
 
     def _branch(self, inp: BranchInput) -> BranchResult:
         customer = self._store.ensure_customer(inp.context.customer_id)
@@ -94,7 +93,7 @@ class StepActivities:
     @activity.defn(name=NEXT_TIME)
     async def next_time(self, inp: NextTimeInput) -> str:
         """When the next ``time`` on ``days`` is, in the customer's time zone (§6a.10)."""
-        profile = await asyncio.to_thread(self._store.get_customer, inp.customer_id)
+        profile = await self._store.offload(self._store.get_customer, inp.customer_id)
         zone = customer_zone(profile, inp.default_timezone)
         return next_local_time(datetime.fromisoformat(inp.now), inp.time, inp.days, zone).isoformat()
 
@@ -110,7 +109,7 @@ class StepActivities:
             tags += [t for t in inp.add if t not in tags]
             return {**profile, "tags": tags}
 
-        profile = await asyncio.to_thread(self._store.update_customer, inp.customer_id, change)
+        profile = await self._store.offload(self._store.update_customer, inp.customer_id, change)
         external, owner = profile.get("external_userid"), profile.get("owner_userid")
         if self._wecom is not None and external and owner:
             try:
@@ -129,7 +128,7 @@ class StepActivities:
         Raises:
             ApplicationError: Non-retryable when a rule cannot be evaluated (the step parks).
         """
-        return await asyncio.to_thread(self._update, inp)
+        return await self._store.offload(self._update, inp)
 
     def _update(self, inp: UpdateInput) -> dict[str, Any]:
         def compute(customer: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -36,7 +35,7 @@ async def require_key(request: Request) -> Caller:
         raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'",
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
     rt = request.app.state.runtime
-    caller = await asyncio.to_thread(authenticate, rt.store, token.strip(), request.app.state.admin_key)
+    caller = await rt.store.offload(authenticate, rt.store, token.strip(), request.app.state.admin_key)
     if caller is None:
         raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     return caller

@@ -88,10 +88,10 @@ async def _maintenance_loop(dispatcher: Dispatcher, rt: Runtime) -> None:
                 log.warning("re-routed %d events whose routing had been interrupted", len(routed))
             if loop.time() - last_purge >= PURGE_INTERVAL_S:
                 horizon = datetime.now(UTC) - timedelta(days=rt.settings.journeys_event_retention_days)
-                purged = await asyncio.to_thread(rt.store.purge_events, older_than=horizon)
-                await asyncio.to_thread(rt.store.purge_effects, older_than=horizon)
+                purged = await rt.store.offload(rt.store.purge_events, older_than=horizon)
+                await rt.store.offload(rt.store.purge_effects, older_than=horizon)
                 message_horizon = datetime.now(UTC) - timedelta(days=rt.settings.journeys_message_retention_days)
-                purged_messages = await asyncio.to_thread(rt.store.purge_messages, older_than=message_horizon)
+                purged_messages = await rt.store.offload(rt.store.purge_messages, older_than=message_horizon)
                 last_purge = loop.time()
                 if purged or purged_messages:
                     log.info("retention: purged %d events and %d message-log rows", purged, purged_messages)

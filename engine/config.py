@@ -54,6 +54,8 @@ class Settings(BaseSettings):
             steps, the enrollment record) one worker process runs at once.
         journeys_worker_activities: Activities (sends, custom activities) one worker process
             runs at once.
+        journeys_sql_threads: Threads per process for database calls (default: 1 on SQLite,
+            8 on PostgreSQL; see ``engine.store.Store``).
     """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -89,6 +91,7 @@ class Settings(BaseSettings):
     journeys_worker_workflow_tasks: int = Field(default=20, ge=1)
     journeys_worker_local_activities: int = Field(default=10, ge=1)
     journeys_worker_activities: int = Field(default=200, ge=1)
+    journeys_sql_threads: int | None = Field(default=None, ge=1)
 
     def setup_logging(self, default_format: str) -> None:
         """Configure this process's logs (structured, masked) from the log settings."""

@@ -95,13 +95,13 @@ async def load_journeys(rt: Runtime, directory: Path, *, out: object = sys.stdou
             text = read_source(path)
             plan = compile_text(text, source=str(path))
             try:
-                row = await asyncio.to_thread(rt.store.get_journey, plan.journey_id)
-                latest = await asyncio.to_thread(rt.store.get_version, plan.journey_id, row.latest_version)
+                row = await rt.store.offload(rt.store.get_journey, plan.journey_id)
+                latest = await rt.store.offload(rt.store.get_version, plan.journey_id, row.latest_version)
                 unchanged = latest.plan_hash == plan.plan_hash
             except JourneyError:
                 unchanged = False
             if not unchanged:
-                await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author="journeys up")
+                await rt.store.offload(rt.store.create_version, yaml_text=text, plan=plan, author="journeys up")
             await Lifecycle(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue).activate(
                 plan.journey_id
             )

@@ -87,7 +87,7 @@ class PlanCache:
         if epoch != self._epoch:
             async with self._lock:
                 if epoch != self._epoch:
-                    self._plans = await asyncio.to_thread(self._store.active_plans)
+                    self._plans = await self._store.offload(self._store.active_plans)
                     self._epoch = epoch
         return self._plans
 
@@ -146,7 +146,7 @@ class Dispatcher:
             for row, idle in zip(rows, await self._idle(rows), strict=True):
                 if idle:
                     row.dispatched_at = received
-        fresh = await asyncio.to_thread(self._store.insert_events, rows)
+        fresh = await self._store.offload(self._store.insert_events, rows)
         for is_new in fresh:
             metrics.EVENTS.labels("new" if is_new else "duplicate").inc()
         if route_in_background:
@@ -188,7 +188,7 @@ class Dispatcher:
             else:
                 results.append(Accepted(row.event_id, duplicate=False, enrolled=outcome[0], signalled=outcome[1]))
         routed = [eid for eid, outcome in outcomes.items() if outcome is not None]
-        await asyncio.to_thread(self._store.mark_dispatched, routed)
+        await self._store.offload(self._store.mark_dispatched, routed)
         return results
 
     async def _idle(self, rows: list[EventRow]) -> list[bool]:
@@ -219,7 +219,7 @@ class Dispatcher:
                 routed.append(row.event_id)
             except Exception:  # noqa: BLE001 - stays undispatched; recovery routes it later
                 log.exception("background routing of event %s failed", row.event_id)
-        await asyncio.to_thread(self._store.mark_dispatched, routed)
+        await self._store.offload(self._store.mark_dispatched, routed)
 
     async def route(self, row: EventRow) -> tuple[list[str], list[str]]:
         """Start or signal enrollments for one stored event.
@@ -258,7 +258,7 @@ class Dispatcher:
         ]
         if not candidates:
             return []
-        admitted = await asyncio.to_thread(self._evaluate_triggers, event, candidates)
+        admitted = await self._store.offload(self._evaluate_triggers, event, candidates)
         started: list[str] = []
         for version, plan, key in admitted:
             wid = routing.enrollment_workflow_id(plan.journey_id, event.customer_id, key)
@@ -323,7 +323,8 @@ class Dispatcher:
 
     async def recover(self, *, older_than: timedelta = timedelta(seconds=30)) -> list[str]:
         """Route events whose routing was interrupted. Returns the ids of those routed now."""
-        rows = await asyncio.to_thread(self._store.undispatched_events, received_before=datetime.now(UTC) - older_than)
+        before = datetime.now(UTC) - older_than
+        rows = await self._store.offload(self._store.undispatched_events, received_before=before)
         done = []
         for row in rows:
             try:
@@ -332,5 +333,5 @@ class Dispatcher:
                 log.exception("recovering event %s failed; will retry", row.event_id)
                 continue
             done.append(row.event_id)
-        await asyncio.to_thread(self._store.mark_dispatched, done)
+        await self._store.offload(self._store.mark_dispatched, done)
         return done

@@ -66,7 +66,7 @@ async def read_gate(redis: Redis, store: Store, journey_id: str) -> Gate:
     raw = await redis.get(gate_key(journey_id))
     if raw:
         return Gate(**json.loads(raw))
-    row = await asyncio.to_thread(store.get_journey, journey_id)
+    row = await store.offload(store.get_journey, journey_id)
     gate = _gate_of(row)
     await redis.set(gate_key(journey_id), json.dumps(asdict(gate)))
     return gate
@@ -123,7 +123,7 @@ class Lifecycle:
             NotFoundError: No such journey or version.
             JourneyStateError: Archived journeys cannot be activated.
         """
-        row = await asyncio.to_thread(self._store.activate, journey_id, version)
+        row = await self._store.offload(self._store.activate, journey_id, version)
         await self._publish(row)
         await self._ensure_scheduler(journey_id)
         if await self._redis.scard(held_key(journey_id)):  # type: ignore[misc]
@@ -144,11 +144,11 @@ class Lifecycle:
             raise ValueError("on_resume must be send_late or skip_stale")
         if on_resume == "skip_stale" and not stale_after_s:
             raise ValueError("skip_stale needs stale_after (how late is too late)")
-        row = await asyncio.to_thread(self._store.get_journey, journey_id)
+        row = await self._store.offload(self._store.get_journey, journey_id)
         if row.status not in ("active", "paused"):
             raise JourneyStateError(f"journey {journey_id!r} is {row.status}; only an active journey can be paused",
                                     current=row.status, requested="paused")  # fmt: skip
-        row = await asyncio.to_thread(self._store.set_lifecycle, journey_id, status="paused", on_resume=on_resume,
+        row = await self._store.offload(self._store.set_lifecycle, journey_id, status="paused", on_resume=on_resume,
                                       stale_after_s=stale_after_s)  # fmt: skip
         await self._publish(row)
         return row
@@ -162,12 +162,12 @@ class Lifecycle:
         Raises:
             JourneyStateError: The journey is not paused.
         """
-        row = await asyncio.to_thread(self._store.get_journey, journey_id)
+        row = await self._store.offload(self._store.get_journey, journey_id)
         if row.status != "paused":
             raise JourneyStateError(f"journey {journey_id!r} is {row.status}, not paused",
                                     current=row.status, requested="active")  # fmt: skip
         policy = _gate_of(row)
-        row = await asyncio.to_thread(self._store.set_lifecycle, journey_id, status="active")
+        row = await self._store.offload(self._store.set_lifecycle, journey_id, status="active")
         await self._publish(row)
         released = await self._signal_held(journey_id, policy)
         return row, released
@@ -178,10 +178,10 @@ class Lifecycle:
         Returns:
             The journey and how many running enrollments were told to exit.
         """
-        await asyncio.to_thread(self._store.get_journey, journey_id)
-        row = await asyncio.to_thread(self._store.set_lifecycle, journey_id, status="archived")
+        await self._store.offload(self._store.get_journey, journey_id)
+        row = await self._store.offload(self._store.set_lifecycle, journey_id, status="archived")
         await self._publish(row)
-        running = await asyncio.to_thread(self._store.running_workflows, journey_id)
+        running = await self._store.offload(self._store.running_workflows, journey_id)
         await self._fanout([w for w, _ in running] + [scheduler_workflow_id(journey_id)], ARCHIVE_SIGNAL, None)
         await self._redis.delete(held_key(journey_id))
         return row, len(running)
@@ -192,7 +192,7 @@ class Lifecycle:
         Returns:
             How many enrollments were ended.
         """
-        running = await asyncio.to_thread(self._store.running_workflows, journey_id)
+        running = await self._store.offload(self._store.running_workflows, journey_id)
         ended = 0
         for wid, customer in running:
             if customer != customer_id:
@@ -206,7 +206,7 @@ class Lifecycle:
 
     async def _ensure_scheduler(self, journey_id: str) -> None:
         """Start the journey's scheduler if its active version has a schedule (idempotent)."""
-        active = await asyncio.to_thread(self._store.active_version_plan, journey_id)
+        active = await self._store.offload(self._store.active_version_plan, journey_id)
         if active is None or not active[1].trigger.schedule:
             return
         await self._client.start_workflow(

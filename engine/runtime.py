@@ -43,7 +43,7 @@ class Runtime:
             raise ValueError("REDIS_URL is not set (journeys up starts an embedded Redis and sets it)")
         # httpx logs every request URL at INFO, and WeCom URLs carry the access token.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        store = Store(make_engine(settings.resolved_database_url()))
+        store = Store(make_engine(settings.resolved_database_url()), threads=settings.journeys_sql_threads)
         redis = Redis.from_url(settings.redis_url)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.wecom_timeout_s, connect=min(5.0, settings.wecom_timeout_s))
@@ -68,4 +68,4 @@ class Runtime:
         """Release connections."""
         await self.http.aclose()
         await self.redis.aclose()
-        self.store.engine.dispose()
+        self.store.close()

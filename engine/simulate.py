@@ -145,9 +145,9 @@ async def _run(
                           clock_offset_s=offset_s)  # fmt: skip
     for customer in scenario.customers:
         profile = customer.model_dump(exclude={"id"})
-        await asyncio.to_thread(rt.store.put_customer, customer.id, profile)
+        await rt.store.offload(rt.store.put_customer, customer.id, profile)
     for text, plan in journeys:
-        await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author="simulate")
+        await rt.store.offload(rt.store.create_version, yaml_text=text, plan=plan, author="simulate")
         await lifecycle.activate(plan.journey_id)  # every journey of a scenario starts active
     dispatcher = Dispatcher(
         rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue, clock_offset_s=offset_s
@@ -198,7 +198,7 @@ async def _as_if_from_callback(rt: Runtime, fake: FakeWeCom, customer_id: str, p
     def merge(current: dict[str, Any]) -> dict[str, Any]:
         return {**current, **{k: v for k, v in profile.items() if v}}
 
-    await asyncio.to_thread(rt.store.update_customer, customer_id, merge)
+    await rt.store.offload(rt.store.update_customer, customer_id, merge)
 
 
 async def _act(lifecycle: Lifecycle, action: ScenarioAction) -> None:
@@ -236,7 +236,7 @@ async def _query_with_retry(rt: Runtime, workflow_id: str, run_id: str) -> Any:
 async def _report(rt: Runtime, start: datetime) -> dict[str, Any]:
     tz = start.tzinfo
     sends = []
-    for row in await asyncio.to_thread(rt.store.list_messages, limit=100_000):
+    for row in await rt.store.offload(rt.store.list_messages, limit=100_000):
         at = row.at if row.at.tzinfo else row.at.replace(tzinfo=tz)
         offset = _offset(at, start)
         content = row.content or {}
@@ -259,7 +259,7 @@ async def _report(rt: Runtime, start: datetime) -> dict[str, Any]:
     # By time; sends in the same second by customer and journey (stable within one enrollment).
     sends.sort(key=lambda s: (s["offset_s"], s["customer"], s["journey"]))
     enrollments = []
-    rows = await asyncio.to_thread(rt.store.list_enrollments, limit=100_000)
+    rows = await rt.store.offload(rt.store.list_enrollments, limit=100_000)
     for row in sorted(rows, key=lambda r: (r.entered_at, r.journey_id, r.customer_id)):
         if row.status == "exited" and row.path is not None:
             # Ended enrollments recorded their outcome: no need to replay them for a query.

@@ -1,14 +1,19 @@
 """SQL data access: journeys, customers, events, enrollments, message log.
 
 Synchronous on purpose (SQLAlchemy's sync engine works the same on SQLite and
-PostgreSQL); async callers go through ``asyncio.to_thread``.
+PostgreSQL); async callers go through ``Store.offload``, which runs the call on the
+store's own SQL threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
@@ -34,6 +39,11 @@ from engine.models import (
 )
 from engine.plan import JourneyPlan
 
+P = ParamSpec("P")
+R = TypeVar("R")
+#: SQL threads per process on PostgreSQL, whose server runs statements side by side.
+SERVER_DB_THREADS = 8
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
@@ -52,10 +62,33 @@ class Store:
 
     Args:
         engine: A SQLAlchemy engine whose schema exists (see ``engine.db.make_engine``).
+        threads: Threads that run ``offload``-ed calls. Default: one on SQLite, whose one
+            writer at a time makes more threads queue on its file lock while they contend
+            for the GIL (a busy worker spent twice the CPU per call with six, and waited 5x
+            longer: bench/RESULTS.md); ``SERVER_DB_THREADS`` on PostgreSQL.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, threads: int | None = None) -> None:
         self.engine = engine
+        if threads is None:
+            threads = 1 if engine.dialect.name == "sqlite" else SERVER_DB_THREADS
+        # Its own threads, not the event loop's default executor: that one also resolves
+        # host names, and a slow DNS answer must not hold up the database (or the reverse).
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sql")
+
+    async def offload(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run a blocking call that uses the database on the store's SQL threads.
+
+        Like ``asyncio.to_thread`` (the caller's context variables go along), on the
+        store's executor.
+        """
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def close(self) -> None:
+        """Stop the SQL threads (after the calls under way) and close the connections."""
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()
 
     def _session(self) -> Session:
         # Rows outlive their session (they are returned to callers), so never expire them.

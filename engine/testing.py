@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import textwrap
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -171,7 +170,7 @@ async def run_journeys(
     attention: list[dict[str, Any]] = []
 
     async def collect(rt: Runtime) -> None:
-        rows = await asyncio.to_thread(rt.store.list_enrollments, status="needs_attention", limit=100_000)
+        rows = await rt.store.offload(rt.store.list_enrollments, status="needs_attention", limit=100_000)
         for row in rows:
             state = await query_status(rt.temporal, row.workflow_id, run_id=row.enrollment_id)
             attention.append({"customer": row.customer_id, "journey": row.journey_id, "reason": state.attention_reason})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
@@ -22,13 +21,13 @@ async def put_customer(
 ) -> dict[str, Any]:
     """Create or replace a profile (attributes, tags, time zone, WeCom ids, consent)."""
     profile = body.model_dump(exclude_none=True)
-    return await asyncio.to_thread(rt.store.put_customer, customer_id, profile)
+    return await rt.store.offload(rt.store.put_customer, customer_id, profile)
 
 
 @router.get("/{customer_id}")
 async def get_customer(customer_id: CustomerId, rt: RuntimeDep, _: CallerDep) -> dict[str, Any]:
     """Read a profile."""
-    found = await asyncio.to_thread(rt.store.get_customer, customer_id)
+    found = await rt.store.offload(rt.store.get_customer, customer_id)
     if found is None:
         raise NotFoundError("customer", customer_id)
     return found

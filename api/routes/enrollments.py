@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -28,16 +27,14 @@ async def list_enrollments(
     status: Annotated[str | None, Query()] = None,
 ) -> list[dict[str, Any]]:
     """Enrollments of a journey, newest first."""
-    rows = await asyncio.to_thread(
-        rt.store.list_enrollments, journey_id=journey_id, customer_id=customer, status=status
-    )
+    rows = await rt.store.offload(rt.store.list_enrollments, journey_id=journey_id, customer_id=customer, status=status)
     return [r.model_dump() for r in rows]
 
 
 @router.get("/v1/enrollments/{enrollment_id}")
 async def get_enrollment(enrollment_id: str, rt: RuntimeDep, _: CallerDep) -> dict[str, Any]:
     """Live state of one enrollment, from the workflow's status query."""
-    row = await asyncio.to_thread(rt.store.get_enrollment, enrollment_id)
+    row = await rt.store.offload(rt.store.get_enrollment, enrollment_id)
     record = row.model_dump()
     try:
         live = await query_status(rt.temporal, row.workflow_id, run_id=row.enrollment_id)
@@ -60,7 +57,7 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     """The message log: every send attempt with content, status and reason."""
-    rows = await asyncio.to_thread(
+    rows = await rt.store.offload(
         rt.store.list_messages, journey_id=journey, customer_id=customer, limit=limit,
         since=since.astimezone(UTC) if since else None, until=until.astimezone(UTC) if until else None, status=status,
     )  # fmt: skip
@@ -79,7 +76,7 @@ async def act_on_enrollment(
     An illegal transition (retrying an enrollment that is not parked, exiting one that
     already ended) is refused by the workflow's validator and answered 409.
     """
-    row = await asyncio.to_thread(rt.store.get_enrollment, enrollment_id)
+    row = await rt.store.offload(rt.store.get_enrollment, enrollment_id)
     handle = rt.temporal.get_workflow_handle(row.workflow_id, run_id=None)
     args = [OperatorExit(reason="operator")] if action == "exit" else []
     try:
@@ -93,6 +90,6 @@ async def act_on_enrollment(
             raise JourneyStateError(f"enrollment is not running ({exc.message})", current=row.status,
                                     requested=action) from exc  # fmt: skip
         raise
-    await asyncio.to_thread(rt.store.audit, actor=caller.key_id, action=f"enrollment.{action}", target=enrollment_id,
+    await rt.store.offload(rt.store.audit, actor=caller.key_id, action=f"enrollment.{action}", target=enrollment_id,
                             details={"journey": row.journey_id, "customer": row.customer_id})  # fmt: skip
     return {"enrollment_id": enrollment_id, "action": action, "result": result}

@@ -37,7 +37,7 @@ async def healthz(rt: RuntimeDep) -> JSONResponse:
         await rt.redis.ping()
 
     checks: dict[str, str] = {}
-    for name, probe in (("temporal", temporal()), ("db", asyncio.to_thread(db)), ("redis", redis())):
+    for name, probe in (("temporal", temporal()), ("db", rt.store.offload(db)), ("redis", redis())):
         try:
             await asyncio.wait_for(probe, timeout=5)
             checks[name] = "up"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
@@ -51,8 +50,8 @@ async def create_version(
     """Validate, compile and store a new version of a journey (YAML body)."""
     text = await _yaml_body(request)
     plan = compile_text(text, source=filename)
-    row, version = await asyncio.to_thread(rt.store.create_version, yaml_text=text, plan=plan, author=caller.key_id)
-    await asyncio.to_thread(rt.store.audit, actor=caller.key_id, action="journey.version", target=row.id,
+    row, version = await rt.store.offload(rt.store.create_version, yaml_text=text, plan=plan, author=caller.key_id)
+    await rt.store.offload(rt.store.audit, actor=caller.key_id, action="journey.version", target=row.id,
                             details={"version": version, "plan_hash": plan.plan_hash})  # fmt: skip
     return JourneyCreated(journey=row.id, version=version, status=row.status, plan_hash=plan.plan_hash)
 
@@ -74,21 +73,21 @@ async def validate(
 @router.get("", response_model=list[JourneyOut])
 async def list_journeys(rt: RuntimeDep, _: CallerDep) -> list[Any]:
     """Every journey with its status and versions."""
-    return await asyncio.to_thread(rt.store.list_journeys)
+    return await rt.store.offload(rt.store.list_journeys)
 
 
 @router.get("/{journey_id}", response_model=JourneyDetail)
 async def get_journey(journey_id: str, rt: RuntimeDep, _: CallerDep) -> Any:
     """One journey's status, versions and enrollment counts (entered, running, exited by reason, converted)."""
-    row = await asyncio.to_thread(rt.store.get_journey, journey_id)
-    counts = await asyncio.to_thread(enrollment_counts, rt.store, journey_id)
+    row = await rt.store.offload(rt.store.get_journey, journey_id)
+    counts = await rt.store.offload(enrollment_counts, rt.store, journey_id)
     return {**row.model_dump(), "counts": counts}
 
 
 @router.get("/{journey_id}/versions/{version}")
 async def get_version(journey_id: str, version: VersionPath, rt: RuntimeDep, _: CallerDep) -> dict[str, Any]:
     """One version's YAML and compiled plan."""
-    row = await asyncio.to_thread(rt.store.get_version, journey_id, version)
+    row = await rt.store.offload(rt.store.get_version, journey_id, version)
     return {
         "journey": row.journey_id,
         "version": row.version,
@@ -114,7 +113,7 @@ async def get_stats(
     Read from exact counters kept with every change, so it is cheap at any volume. The
     significance flag of a split appears once each arm has 200 enrollments.
     """
-    return await asyncio.to_thread(journey_stats, rt.store, journey_id, version)
+    return await rt.store.offload(journey_stats, rt.store, journey_id, version)
 
 
 @router.post("/{journey_id}/activate", response_model=JourneyOut)
@@ -179,4 +178,4 @@ async def _yaml_body(request: Request) -> str:
 
 
 async def _audit(rt: Any, caller: Any, action: str, target: str, details: dict[str, Any]) -> None:
-    await asyncio.to_thread(rt.store.audit, actor=caller.key_id, action=action, target=target, details=details)
+    await rt.store.offload(rt.store.audit, actor=caller.key_id, action=action, target=target, details=details)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query
@@ -33,11 +32,11 @@ def _public(row: Any) -> dict[str, Any]:
 async def new_key(body: Annotated[KeyIn, Body()], rt: RuntimeDep, caller: AdminDep) -> dict[str, Any]:
     """Create a key; the full key is in this response only."""
     try:
-        row, key = await asyncio.to_thread(create_key, rt.store, name=body.name, role=body.role,
+        row, key = await rt.store.offload(create_key, rt.store, name=body.name, role=body.role,
                                            created_by=caller.key_id)  # fmt: skip
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    await asyncio.to_thread(rt.store.audit, actor=caller.key_id, action="key.create", target=row.id,
+    await rt.store.offload(rt.store.audit, actor=caller.key_id, action="key.create", target=row.id,
                             details={"name": row.name, "role": row.role})  # fmt: skip
     return {**_public(row), "key": key}
 
@@ -45,14 +44,14 @@ async def new_key(body: Annotated[KeyIn, Body()], rt: RuntimeDep, caller: AdminD
 @router.get("/v1/keys")
 async def keys(rt: RuntimeDep, _: AdminDep) -> list[dict[str, Any]]:
     """Every key (never the secrets)."""
-    return [_public(r) for r in await asyncio.to_thread(rt.store.list_keys)]
+    return [_public(r) for r in await rt.store.offload(rt.store.list_keys)]
 
 
 @router.delete("/v1/keys/{key_id}")
 async def revoke(key_id: str, rt: RuntimeDep, caller: AdminDep) -> dict[str, Any]:
     """Revoke a key; it stops working at once."""
-    row = await asyncio.to_thread(rt.store.revoke_key, key_id)
-    await asyncio.to_thread(rt.store.audit, actor=caller.key_id, action="key.revoke", target=key_id)
+    row = await rt.store.offload(rt.store.revoke_key, key_id)
+    await rt.store.offload(rt.store.audit, actor=caller.key_id, action="key.revoke", target=key_id)
     return _public(row)
 
 
@@ -60,5 +59,5 @@ async def revoke(key_id: str, rt: RuntimeDep, caller: AdminDep) -> dict[str, Any
 async def audit(rt: RuntimeDep, _: OperatorDep, target: Annotated[str | None, Query()] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:  # fmt: skip
     """The audit log, newest first: who did what, when, to what."""
-    rows = await asyncio.to_thread(rt.store.list_audit, target=target, limit=limit)
+    rows = await rt.store.offload(rt.store.list_audit, target=target, limit=limit)
     return [r.model_dump() for r in rows]

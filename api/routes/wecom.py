@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated, Any
 
@@ -72,7 +71,7 @@ async def receive(request: Request, rt: RuntimeDep, dispatcher: DispatcherDep, m
     event = to_event(fields)
     if event is not None:
         if event.profile:
-            await asyncio.to_thread(_merge_profile, rt.store, event.customer_id, event.profile)
+            await rt.store.offload(_merge_profile, rt.store, event.customer_id, event.profile)
         await dispatcher.accept(
             [
                 IncomingEvent(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 import uuid
 from collections.abc import Iterator
@@ -43,9 +45,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
-    engine = make_engine(db_url)
-    yield Store(engine)
-    engine.dispose()
+    store = Store(make_engine(db_url))
+    yield store
+    store.close()
 
 
 JOURNEY = "journey: shop\ntrigger: {event: order.created}\nsteps:\n  - id: hello\n    wait: 1h\n"
@@ -317,3 +319,25 @@ def test_effects_are_purged_past_the_horizon(store: Store) -> None:
     store.apply_once("enr:step:1", "c1", lambda p: {"n": 1})
     assert store.purge_effects(older_than=utcnow() - timedelta(days=1)) == 0
     assert store.purge_effects(older_than=utcnow() + timedelta(seconds=1)) == 1
+
+
+async def test_database_calls_run_on_the_stores_own_threads(store: Store) -> None:
+    # SQLite takes one writer at a time: its calls run one by one on one thread. PostgreSQL's
+    # run side by side. Either way not on the event loop's default executor (host names).
+    request = contextvars.ContextVar("request", default="")
+    request.set("r-1")
+    barrier = threading.Barrier(2, timeout=1.0)
+
+    def meet() -> tuple[str, str, bool]:
+        try:
+            barrier.wait()
+            met = True
+        except threading.BrokenBarrierError:
+            met = False
+        return threading.current_thread().name, request.get(), met
+
+    results = await asyncio.gather(store.offload(meet), store.offload(meet))
+    assert all(name.startswith("sql") for name, _, _ in results)
+    assert {ctx for _, ctx, _ in results} == {"r-1"}, "the caller's context goes along"
+    side_by_side = store.engine.dialect.name == "postgresql"
+    assert all(met is side_by_side for _, _, met in results)
