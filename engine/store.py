@@ -2,12 +2,16 @@
 
 Synchronous on purpose (SQLAlchemy's sync engine works the same on SQLite and
 PostgreSQL); async callers go through ``Store.offload``, which runs the call on the
-store's own SQL threads (``engine.sqlrunner``).
+store's own SQL threads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -34,10 +38,11 @@ from engine.models import (
     ScheduleRunRow,
 )
 from engine.plan import JourneyPlan
-from engine.sqlrunner import SqlRunner
 
 P = ParamSpec("P")
 R = TypeVar("R")
+#: SQL threads per process on PostgreSQL, whose server runs statements side by side.
+SERVER_DB_THREADS = 8
 
 
 def utcnow() -> datetime:
@@ -57,33 +62,36 @@ class Store:
 
     Args:
         engine: A SQLAlchemy engine whose schema exists (see ``engine.db.make_engine``).
-        threads: Threads for ``offload``-ed calls (see ``engine.sqlrunner.SqlRunner``).
+        threads: Threads that run ``offload``-ed calls. Default: one on SQLite, whose one
+            writer at a time makes more threads queue on its file lock while they contend
+            for the GIL (a busy worker spent twice the CPU per call with six, and waited 5x
+            longer: bench/RESULTS.md); ``SERVER_DB_THREADS`` on PostgreSQL.
     """
 
     def __init__(self, engine: Engine, *, threads: int | None = None) -> None:
         self.engine = engine
-        self._runner = SqlRunner(engine, threads)
+        if threads is None:
+            threads = 1 if engine.dialect.name == "sqlite" else SERVER_DB_THREADS
+        # Its own threads, not the event loop's default executor: that one also resolves
+        # host names, and a slow DNS answer must not hold up the database (or the reverse).
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sql")
 
     async def offload(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a blocking call that uses the database on the store's SQL threads.
 
-        Like ``asyncio.to_thread`` (the caller's context variables go along); on SQLite,
-        calls that queue up meanwhile are committed together (``engine.sqlrunner``).
+        Like ``asyncio.to_thread`` (the caller's context variables go along), on the
+        store's executor.
         """
-        return await self._runner.run(fn, *args, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def close(self) -> None:
         """Stop the SQL threads (after the calls under way) and close the connections."""
-        self._runner.close()
+        self._executor.shutdown(wait=True)
         self.engine.dispose()
 
     def _session(self) -> Session:
         # Rows outlive their session (they are returned to callers), so never expire them.
-        group = self._runner.group_connection()
-        if group is not None:
-            # One of a group of calls committed together: a savepoint of its own, so that
-            # its commit and rollback are its own and the group commits once.
-            return Session(bind=group, expire_on_commit=False, join_transaction_mode="create_savepoint")
         return Session(self.engine, expire_on_commit=False)
 
     # -- journeys -----------------------------------------------------------------

@@ -326,7 +326,7 @@ async def test_database_calls_run_on_the_stores_own_threads(store: Store) -> Non
     # run side by side. Either way not on the event loop's default executor (host names).
     request = contextvars.ContextVar("request", default="")
     request.set("r-1")
-    barrier = threading.Barrier(2, timeout=0.5)
+    barrier = threading.Barrier(2, timeout=1.0)
 
     def meet() -> tuple[str, str, bool]:
         try:
