@@ -15,8 +15,8 @@ from typing import NamedTuple
 from sqlalchemy import Connection, func, select
 from sqlmodel import Session
 
-from engine.db import insert_for
-from engine.models import CounterRow, EnrollmentRow, MessageRow
+from engine.models import EnrollmentRow, MessageRow
+from engine.statements import Executor, statements_for
 
 #: Metric names (the ``metric`` column).
 ENROLLED = "enrollment.entered"
@@ -57,7 +57,7 @@ def send_label(status: str, reason: str | None) -> str:
     return f"{status}|{reason or ''}"
 
 
-def bump(session: Session, changes: Iterable[tuple[CounterKey, int]]) -> None:
+def bump(session: Executor, changes: Iterable[tuple[CounterKey, int]]) -> None:
     """Add ``delta`` to each counter, creating it at zero first (in ``session``'s transaction)."""
     totals: Counter[CounterKey] = Counter()
     for key, delta in changes:
@@ -65,16 +65,11 @@ def bump(session: Session, changes: Iterable[tuple[CounterKey, int]]) -> None:
     rows = [{**key._asdict(), "value": delta} for key, delta in totals.items() if delta]
     if not rows:
         return
-    table = CounterRow.__table__  # type: ignore[attr-defined]
-    stmt = insert_for(session.get_bind().dialect.name)(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["journey_id", "version", "metric", "step", "label"],
-        set_={"value": table.c.value + stmt.excluded.value},
-    )
-    # One statement for all rows (built and compiled once, not per counter), in a fixed order:
-    # two transactions bumping the same counters cannot lock them crosswise.
+    # One statement for all rows (built once per dialect), in a fixed order: two
+    # transactions bumping the same counters cannot lock them crosswise.
     session.execute(
-        stmt, sorted(rows, key=lambda r: (r["metric"], r["step"], r["label"], r["version"], r["journey_id"]))
+        statements_for(session).bump_counters,
+        sorted(rows, key=lambda r: (r["metric"], r["step"], r["label"], r["version"], r["journey_id"])),
     )
 
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import Connection, delete, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -38,6 +38,7 @@ from engine.models import (
     ScheduleRunRow,
 )
 from engine.plan import JourneyPlan
+from engine.statements import Executor, statements_for
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -93,6 +94,10 @@ class Store:
     def _session(self) -> Session:
         # Rows outlive their session (they are returned to callers), so never expire them.
         return Session(self.engine, expire_on_commit=False)
+
+    def _connect(self) -> Connection:
+        """A Core connection for the hot path's prebuilt statements (``engine.statements``)."""
+        return self.engine.connect()
 
     # -- journeys -----------------------------------------------------------------
 
@@ -332,15 +337,14 @@ class Store:
         """Durably record events. Returns, per event, True if new, False if a duplicate id."""
         results: list[bool] = []
         table = EventRow.__table__  # type: ignore[attr-defined]
-        with self._session() as s:
-            insert = insert_for(s.get_bind().dialect.name)
+        with self._connect() as conn:
+            stmt = statements_for(conn).insert_event
             for ev in events:
                 # ON CONFLICT DO NOTHING instead of catching the unique violation: a rollback
                 # would also undo the batch's earlier events, already reported as accepted.
                 values = {c.name: getattr(ev, c.name) for c in table.columns}
-                stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
-                results.append(s.execute(stmt.returning(table.c.event_id)).first() is not None)
-            s.commit()
+                results.append(conn.execute(stmt, values).first() is not None)
+            conn.commit()
         return results
 
     def mark_dispatched(self, event_ids: Sequence[str]) -> None:
@@ -450,16 +454,15 @@ class Store:
     def admit(self, row: EnrollmentRow) -> bool:
         """Record an admitted enrollment. False if this trigger event already admitted one."""
         table = EnrollmentRow.__table__  # type: ignore[attr-defined]
-        with self._session() as s:
-            # One Core insert that claims both the enrollment id and the trigger event: an
-            # ORM get, add and flush cost three round trips on every admission.
-            stmt = insert_for(s.get_bind().dialect.name)(table).values(**_values(row, table))
-            if s.execute(stmt.on_conflict_do_nothing().returning(table.c.enrollment_id)).first() is None:
+        with self._connect() as conn:
+            # One insert that claims both the enrollment id and the trigger event.
+            if conn.execute(statements_for(conn).admit_enrollment, _values(row, table)).first() is None:
                 # Either the same run retried its admission activity (True) or another
                 # enrollment holds this trigger event (False).
-                return s.get(EnrollmentRow, row.enrollment_id) is not None
-            bump(s, [(CounterKey(row.journey_id, row.version, counters.ENROLLED), 1)])
-            s.commit()
+                found = select(table.c.enrollment_id).where(table.c.enrollment_id == row.enrollment_id)
+                return conn.execute(found).first() is not None
+            bump(conn, [(CounterKey(row.journey_id, row.version, counters.ENROLLED), 1)])
+            conn.commit()
             return True
 
     def finish_enrollment(self, enrollment_id: str, *, status: str, exit_reason: str | None, at: datetime,
@@ -469,25 +472,23 @@ class Store:
 
         ``counts`` (the last step counts) are added in the same transaction, once per their key.
         """
-        table = EnrollmentRow.__table__  # type: ignore[attr-defined]
-        values: dict[str, Any] = {"status": status, "exit_reason": exit_reason,
+        values: dict[str, Any] = {"w_id": enrollment_id, "status": status, "exit_reason": exit_reason,
                                   "exited_at": at if status == "exited" else None}  # fmt: skip
         if path is not None:
             values["path"] = list(path)
         if arm is not None:
             values["arm"] = arm
-        stmt = update(table).where(table.c.enrollment_id == enrollment_id)
-        if status == "exited":
-            # Only the first exit moves the counter: a conditional update, so that two
-            # concurrent attempts (a retried activity) cannot both see "not exited yet".
-            stmt = stmt.where(table.c.status != "exited")
-        with self._session() as s:
-            changed = s.execute(stmt.values(**values).returning(table.c.journey_id, table.c.version)).first()
+        with self._connect() as conn:
+            sql = statements_for(conn)
+            # Only the first exit moves the counter (a conditional update: see the statement).
+            stmt = sql.exit_enrollment if status == "exited" else sql.finish_enrollment
+            changed = conn.execute(stmt, values).first()
             if changed is not None and status == "exited":
-                bump(s, [(CounterKey(changed.journey_id, changed.version, counters.EXITED, "", exit_reason or ""), 1)])
+                exited = CounterKey(changed.journey_id, changed.version, counters.EXITED, "", exit_reason or "")
+                bump(conn, [(exited, 1)])
             if counts is not None:
-                _claim_counts(s, counts)
-            s.commit()
+                _claim_counts(conn, counts)
+            conn.commit()
 
     def mark_converted(self, enrollment_id: str, *, at: datetime, arms: dict[str, str] | None = None) -> None:
         """Record an enrollment's goal conversion (first one wins), counted for it and its split arms."""
@@ -512,9 +513,9 @@ class Store:
         Returns:
             False when this key was applied before.
         """
-        with self._session() as s:
-            applied = _claim_counts(s, counts)
-            s.commit()
+        with self._connect() as conn:
+            applied = _claim_counts(conn, counts)
+            conn.commit()
             return applied
 
     def counters(self, journey_id: str, version: int | None = None) -> list[CounterRow]:
@@ -612,11 +613,11 @@ class Store:
         ``counts`` (step counts the send carries) are added in the same transaction, once per
         their key, whether or not the claim is new.
         """
-        with self._session() as s:
-            earlier = _claim_send(s, row)
+        with self._connect() as conn:
+            earlier = _claim_send(conn, row)
             if counts is not None:
-                _claim_counts(s, counts)
-            s.commit()
+                _claim_counts(conn, counts)
+            conn.commit()
             return earlier
 
     def open_send(self, key: str, customer_id: str, *, begin: MessageRow | None = None,
@@ -629,15 +630,15 @@ class Store:
         Returns:
             (the earlier attempt, or None when there was none, the profile).
         """
-        with self._session() as s:
-            profile = _ensure_customer(s, customer_id)
+        with self._connect() as conn:
+            profile = _ensure_customer(conn, customer_id)
             if begin is not None:
-                earlier = _claim_send(s, begin)
+                earlier = _claim_send(conn, begin)
             else:
-                earlier = _message(s, key)
+                earlier = _message(conn, key)
             if counts is not None:
-                _claim_counts(s, counts)
-            s.commit()
+                _claim_counts(conn, counts)
+            conn.commit()
             return earlier, profile
 
     def set_send_status(self, idempotency_key: str, *, status: str, reason: str | None) -> None:
@@ -720,37 +721,30 @@ class Store:
         for confirmation is due for a check at once (the confirmation sweep); one that stops
         waiting is due for none.
         """
-        table = MessageRow.__table__  # type: ignore[attr-defined]
         known = expect
         while True:
-            with self._session() as s:
+            with self._connect() as conn:
                 if known is None:
-                    row = _message(s, key)
+                    row = _message(conn, key)
                     if row is None:
                         raise NotFoundError(f"no send attempt {key}")
                     known = (row.status, row.reason)
                 old_status, old_reason = known
-                same_reason = table.c.reason.is_(None) if old_reason is None else table.c.reason == old_reason
-                stmt = (
-                    update(table)
-                    .where(table.c.idempotency_key == key, table.c.status == old_status, same_reason)
-                    .values(
-                        status=status,
-                        reason=reason,
-                        **fields,
-                        next_check_at=utcnow() if status == "pending_confirmation" else None,
-                    )
-                    .returning(table.c.journey_id, table.c.version, table.c.step_id)
-                )
-                moved = s.execute(stmt).first()
+                sql = statements_for(conn)
+                stmt = sql.move_message_reason_null if old_reason is None else sql.move_message
+                params = {"w_key": key, "w_status": old_status, "status": status, "reason": reason, **fields,
+                          "next_check_at": utcnow() if status == "pending_confirmation" else None}  # fmt: skip
+                if old_reason is not None:
+                    params["w_reason"] = old_reason
+                moved = conn.execute(stmt, params).first()
                 if moved is None:
-                    s.rollback()
+                    conn.rollback()
                     known = None
                     continue
                 before = CounterKey(moved.journey_id, moved.version, counters.SEND, moved.step_id,
                                     send_label(old_status, old_reason))  # fmt: skip
-                bump(s, [(before, -1), (before._replace(label=send_label(status, reason)), 1)])
-                s.commit()
+                bump(conn, [(before, -1), (before._replace(label=send_label(status, reason)), 1)])
+                conn.commit()
                 return
 
     def purge_effects(self, *, older_than: datetime) -> int:
@@ -796,8 +790,9 @@ class Store:
             return list(s.exec(q.order_by(col(MessageRow.at), col(MessageRow.id)).limit(limit)))
 
 
-def _message(s: Session, key: str) -> MessageRow | None:
-    return s.exec(select(MessageRow).where(MessageRow.idempotency_key == key)).first()
+def _message(s: Executor, key: str) -> MessageRow | None:
+    found = s.execute(statements_for(s).message_by_key, {"w_key": key}).first()
+    return MessageRow(**found._mapping) if found is not None else None
 
 
 def _send_counter(row: MessageRow) -> CounterKey:
@@ -810,29 +805,26 @@ def _values(row: Any, table: Any) -> dict[str, Any]:
     return {name: v for name, v in values.items() if v is not None or not table.c[name].primary_key}
 
 
-def _ensure_customer(s: Session, customer_id: str) -> dict[str, Any]:
+def _ensure_customer(s: Executor, customer_id: str) -> dict[str, Any]:
     """The profile, inserted with just the id when the customer is new (in ``s``'s transaction)."""
-    found = s.get(CustomerRow, customer_id)
+    sql = statements_for(s)
+    found = s.execute(sql.customer_profile, {"w_id": customer_id}).first()
     if found is not None:
         return dict(found.profile)
-    table = CustomerRow.__table__  # type: ignore[attr-defined]
     now = utcnow()
     doc = {"id": customer_id}
     # A concurrent first sight of the same customer inserts nothing here and its profile wins.
-    stmt = insert_for(s.get_bind().dialect.name)(table).values(id=customer_id, profile=doc, created_at=now,
-                                                                updated_at=now)  # fmt: skip
-    if s.execute(stmt.on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)).first() is None:
-        return dict(s.execute(select(table.c.profile).where(table.c.id == customer_id)).scalar_one())
+    new = {"id": customer_id, "profile": doc, "created_at": now, "updated_at": now}
+    if s.execute(sql.insert_customer, new).first() is None:
+        return dict(s.execute(sql.customer_profile, {"w_id": customer_id}).scalar_one())
     return doc
 
 
-def _claim_send(s: Session, row: MessageRow) -> MessageRow | None:
+def _claim_send(s: Executor, row: MessageRow) -> MessageRow | None:
     """Insert a send attempt and count it; the earlier attempt instead when its key has one."""
     table = MessageRow.__table__  # type: ignore[attr-defined]
-    # A Core insert ... on conflict do nothing: an ORM add and flush was a visible share of
-    # a busy worker (bench/RESULTS.md), and the conflict needs no exception handling.
-    stmt = insert_for(s.get_bind().dialect.name)(table).values(**_values(row, table))
-    if s.execute(stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.id)).first():
+    # Insert ... on conflict do nothing: the conflict needs no exception handling.
+    if s.execute(statements_for(s).claim_message, _values(row, table)).first():
         bump(s, [(_send_counter(row), 1)])
         return None
     earlier = _message(s, row.idempotency_key)
@@ -840,14 +832,11 @@ def _claim_send(s: Session, row: MessageRow) -> MessageRow | None:
     return earlier
 
 
-def _claim_counts(s: Session, counts: CountBatch) -> bool:
+def _claim_counts(s: Executor, counts: CountBatch) -> bool:
     """Add ``counts`` unless their key was claimed before (in ``s``'s transaction). True if added."""
-    table = EffectRow.__table__  # type: ignore[attr-defined]
     # A key claimed before, or by a concurrent attempt, claims nothing and counts nothing.
-    claim = insert_for(s.get_bind().dialect.name)(table).values(
-        key=counts.key, result={"counters": len(counts.changes)}, created_at=utcnow()
-    )
-    if s.execute(claim.on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key)).first() is None:
+    claim = {"key": counts.key, "result": {"counters": len(counts.changes)}, "created_at": utcnow()}
+    if s.execute(statements_for(s).claim_effect, claim).first() is None:
         return False
     bump(s, counts.changes)
     return True
