@@ -50,10 +50,18 @@ def create_key(store: Store, *, name: str, role: str, created_by: str) -> tuple[
     return row, f"jk_{key_id}_{secret}"
 
 
-def authenticate(store: Store, token: str, admin_key: str) -> Caller | None:
-    """The caller a bearer token stands for, or None."""
+def admin_caller(token: str, admin_key: str) -> Caller | None:
+    """The bootstrap admin, if ``token`` is ``JOURNEYS_ADMIN_KEY`` (no database read)."""
     if admin_key and hmac.compare_digest(token.encode(), admin_key.encode()):
         return Caller(key_id="admin", role="admin")
+    return None
+
+
+def authenticate(store: Store, token: str, admin_key: str) -> Caller | None:
+    """The caller a bearer token stands for, or None."""
+    admin = admin_caller(token, admin_key)
+    if admin is not None:
+        return admin
     prefix, _, rest = token.partition("_")
     key_id, _, secret = rest.partition("_")
     if prefix != "jk" or not key_id or not secret:

@@ -46,6 +46,7 @@ class Statements:
     finish_enrollment: Update
     exit_enrollment: Update
     insert_event: Insert
+    mark_dispatched: Update
 
 
 @functools.cache
@@ -75,6 +76,7 @@ def statements(dialect: str) -> Statements:
         # cannot both see "not exited yet".
         exit_enrollment=finish.where(e.status != "exited").returning(e.journey_id, e.version),
         insert_event=insert(_EVENTS).on_conflict_do_nothing(index_elements=["event_id"]).returning(_EVENTS.c.event_id),
+        mark_dispatched=update(_EVENTS).where(_EVENTS.c.event_id.in_(bindparam("w_ids", expanding=True))),
     )
 
 

@@ -351,9 +351,9 @@ class Store:
         """Record that routing finished for these events."""
         if not event_ids:
             return
-        with self._session() as s:
-            s.exec(update(EventRow).where(col(EventRow.event_id).in_(list(event_ids))).values(dispatched_at=utcnow()))  # type: ignore[call-overload]
-            s.commit()
+        with self._connect() as conn:
+            conn.execute(statements_for(conn).mark_dispatched, {"w_ids": list(event_ids), "dispatched_at": utcnow()})
+            conn.commit()
 
     def undispatched_events(self, *, received_before: datetime, limit: int = 500) -> list[EventRow]:
         """Accepted events whose routing never finished (the API stopped mid-way)."""
