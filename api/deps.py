@@ -11,18 +11,21 @@ from engine.dispatch import Dispatcher
 from engine.lifecycle import Lifecycle
 from engine.runtime import Runtime
 
+# These are coroutines though they do not wait: FastAPI runs a plain function dependency in
+# its thread pool, a thread hand-off per request for an attribute read.
 
-def get_runtime(request: Request) -> Runtime:
+
+async def get_runtime(request: Request) -> Runtime:
     """The process runtime created at start-up."""
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def get_dispatcher(request: Request) -> Dispatcher:
+async def get_dispatcher(request: Request) -> Dispatcher:
     """The event dispatcher created at start-up."""
     return request.app.state.dispatcher  # type: ignore[no-any-return]
 
 
-def get_lifecycle(request: Request) -> Lifecycle:
+async def get_lifecycle(request: Request) -> Lifecycle:
     """Journey lifecycle transitions (activate, pause, resume, archive)."""
     return request.app.state.lifecycle  # type: ignore[no-any-return]
 
