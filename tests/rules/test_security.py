@@ -49,7 +49,9 @@ def test_hostile_rule_is_refused_quickly(source: str) -> None:
     with pytest.raises(RuleError) as info:
         compile_rule(source).evaluate(context)
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.1, f"refusing {source[:40]!r} took {elapsed * 1000:.0f} ms"
+    # Generous (a busy machine took 0.28 s once): unrefused, the worst of these runs for
+    # many seconds (the triple loop alone renders 8 million times) or exhausts memory.
+    assert elapsed < 2.0, f"refusing {source[:40]!r} took {elapsed * 1000:.0f} ms"
     assert info.value.message, "the error must say what is wrong"
     assert context["event"]["tags"] == ["a"] and context["customer"]["tags"] == ["vip"], "context was mutated"
 
@@ -74,7 +76,9 @@ def test_hostile_template_is_refused_quickly(source: str) -> None:
     with pytest.raises(RuleError) as info:
         compile_template(source).render(CONTEXT)
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.1, f"refusing {source[:40]!r} took {elapsed * 1000:.0f} ms"
+    # Generous (a busy machine took 0.28 s once): unrefused, the worst of these runs for
+    # many seconds (the triple loop alone renders 8 million times) or exhausts memory.
+    assert elapsed < 2.0, f"refusing {source[:40]!r} took {elapsed * 1000:.0f} ms"
     assert info.value.message
 
 
