@@ -57,11 +57,8 @@ def admin_caller(token: str, admin_key: str) -> Caller | None:
     return None
 
 
-def authenticate(store: Store, token: str, admin_key: str) -> Caller | None:
-    """The caller a bearer token stands for, or None."""
-    admin = admin_caller(token, admin_key)
-    if admin is not None:
-        return admin
+def authenticate(store: Store, token: str) -> Caller | None:
+    """The caller an API key (``jk_<id>_<secret>``) stands for, or None (see ``admin_caller`` for the admin key)."""
     prefix, _, rest = token.partition("_")
     key_id, _, secret = rest.partition("_")
     if prefix != "jk" or not key_id or not secret:

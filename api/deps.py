@@ -40,7 +40,7 @@ async def require_key(request: Request) -> Caller:
     rt = request.app.state.runtime
     token, admin_key = token.strip(), request.app.state.admin_key
     # The admin key needs no database read, so no trip to the SQL thread either.
-    caller = admin_caller(token, admin_key) or await rt.store.offload(authenticate, rt.store, token, admin_key)
+    caller = admin_caller(token, admin_key) or await rt.store.offload(authenticate, rt.store, token)
     if caller is None:
         raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     return caller

@@ -25,8 +25,7 @@ _COUNTERS = CounterRow.__table__  # type: ignore[attr-defined]
 _ENROLLMENTS = EnrollmentRow.__table__  # type: ignore[attr-defined]
 _EVENTS = EventRow.__table__  # type: ignore[attr-defined]
 
-#: Bound parameters of WHERE clauses are named ``w_*``: an UPDATE takes its SET columns
-#: from the other parameters, named after the columns.
+#: What runs the statements: an ORM session or a Core connection.
 Executor = Session | Connection
 
 
@@ -51,7 +50,11 @@ class Statements:
 
 @functools.cache
 def statements(dialect: str) -> Statements:
-    """The statements for ``dialect`` (``sqlite`` or ``postgresql``), built on first use."""
+    """The statements for ``dialect`` (``sqlite`` or ``postgresql``), built on first use.
+
+    Bound parameters of WHERE clauses are named ``w_*``: an UPDATE takes its SET columns
+    from the other parameters, named after the columns.
+    """
     insert = insert_for(dialect)
     m, e = _MESSAGES.c, _ENROLLMENTS.c
     bump = insert(_COUNTERS)

@@ -342,8 +342,7 @@ class Store:
             for ev in events:
                 # ON CONFLICT DO NOTHING instead of catching the unique violation: a rollback
                 # would also undo the batch's earlier events, already reported as accepted.
-                values = {c.name: getattr(ev, c.name) for c in table.columns}
-                results.append(conn.execute(stmt, values).first() is not None)
+                results.append(conn.execute(stmt, _values(ev, table)).first() is not None)
             conn.commit()
         return results
 
