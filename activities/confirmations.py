@@ -12,6 +12,7 @@ from activities.wecom import WeComClient, WeComError
 from engine.emitter import EngineEvents
 from engine.models import MessageRow
 from engine.store import Store, aware, utcnow
+from engine.sweep_promise import SweepPromise
 from workflows.messages import SWEEP_CONFIRMATIONS, TRACK_MASS_SEND, SweepResult, TrackInput, TrackResult
 
 log = logging.getLogger("journeys.confirmations")
@@ -31,6 +32,9 @@ GIVE_UP_AFTER = timedelta(days=3)
 MAX_INTERVAL = timedelta(minutes=30)
 #: The longest time between two sweeps while tasks wait.
 SWEEP_EVERY_S = 10.0
+#: The longest a round promises another (engine/sweep_promise.py); rounds come every
+#: ``SWEEP_EVERY_S`` at most, so the promise stands between them.
+PROMISE_FOR = timedelta(seconds=20)
 
 
 def next_check(created_at: datetime, now: datetime, first_poll_s: float) -> datetime:
@@ -42,6 +46,20 @@ def next_check(created_at: datetime, now: datetime, first_poll_s: float) -> date
     age = now - created_at
     wait = min(max(age, timedelta(seconds=first_poll_s)), MAX_INTERVAL)
     return min(now + wait, created_at + GIVE_UP_AFTER)
+
+
+def _promise_until(now: datetime) -> datetime:
+    """When this round's promise lapses: bounded by when the round was first scheduled.
+
+    A retry of the round starts only after an attempt's timeout, so an attempt that outlived
+    it can only write a promise that has lapsed by then (engine/sweep_promise.py).
+    """
+    if not activity.in_activity():
+        return now + PROMISE_FOR
+    info = activity.info()
+    timeouts = [t for t in (info.heartbeat_timeout, info.start_to_close_timeout) if t]
+    lasts = min([PROMISE_FOR, *(t * 2 / 3 for t in timeouts)])
+    return info.scheduled_time + lasts
 
 
 async def _heartbeat(every_s: float = 5.0) -> None:
@@ -61,13 +79,17 @@ class ConfirmationActivities:
             sweeps, if shorter than 10 s.
         batch: Tasks checked per sweep.
         concurrency: WeCom calls in flight at once during a sweep.
+        promise: Where rounds promise another, so that senders need not signal the sweep
+            (None: they always signal).
     """
 
     def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None, *,
-                 first_poll_s: float = 60.0, batch: int = 200, concurrency: int = 2) -> None:  # fmt: skip
+                 first_poll_s: float = 60.0, batch: int = 200, concurrency: int = 2,
+                 promise: SweepPromise | None = None) -> None:  # fmt: skip
         self._store = store
         self._wecom = wecom
         self._events = events
+        self._promise = promise
         self._first_poll_s = first_poll_s
         self._batch = batch
         self._concurrency = concurrency
@@ -109,12 +131,29 @@ class ConfirmationActivities:
 
             decided = sum(await asyncio.gather(*(check(row) for row in due)))
             waiting = await self._store.offload(self._store.waiting_confirmations)
+            if self._promise is not None:
+                waiting = await self._promise_another_round(waiting, now)
         finally:
             if beating is not None:
                 beating.cancel()
         # Behind (a full batch): sweep again at once instead of after the interval.
         return SweepResult(checked=len(due), decided=decided, waiting=waiting,
                            next_in_s=0.1 if len(due) >= self._batch else self.interval_s)  # fmt: skip
+
+    async def _promise_another_round(self, waiting: int, now: datetime) -> int:
+        """Promise senders another round while tasks wait; before a last zero, withdraw and count again.
+
+        Returns the number of waiting tasks the workflow decides on (engine/sweep_promise.py).
+        """
+        assert self._promise is not None
+        if waiting == 0:
+            # A sender that saw the promise committed its task before this withdrawal, so the
+            # count after it sees the task. Failing to withdraw fails the round: no ending.
+            await self._promise.withdraw()
+            waiting = await self._store.offload(self._store.waiting_confirmations)
+        if waiting:
+            await self._promise.hold(_promise_until(now))
+        return waiting
 
     async def _check(self, row: MessageRow, now: datetime) -> bool:
         """Ask WeCom about one task; True once its outcome is recorded."""

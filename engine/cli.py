@@ -71,7 +71,7 @@ def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS, DATABASE_URL, REDIS_URL and WECOM_BASE_URL."""
     from engine.config import get_settings
     from engine.runtime import Runtime
-    from engine.worker import build_worker
+    from engine.worker import build_worker, resume_confirmation_sweep
 
     settings = get_settings()
     settings.setup_logging("json")
@@ -79,7 +79,9 @@ def worker() -> None:
     async def main() -> None:
         rt = await Runtime.open(settings)
         try:
-            await build_worker(rt).run()
+            worker = build_worker(rt)
+            await resume_confirmation_sweep(rt)
+            await worker.run()
         finally:
             await rt.close()
 

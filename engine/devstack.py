@@ -117,7 +117,7 @@ async def load_journeys(rt: Runtime, directory: Path, *, out: object = sys.stdou
 async def run_stack(opts: StackOptions, *, ready: asyncio.Event | None = None) -> None:
     """Start everything, print where it is, and run until SIGINT/SIGTERM."""
     from api.main import create_app  # the API depends on engine, not the reverse
-    from engine.worker import build_worker
+    from engine.worker import build_worker, resume_confirmation_sweep
 
     data_dir = opts.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -154,6 +154,7 @@ async def run_stack(opts: StackOptions, *, ready: asyncio.Event | None = None) -
         client = await _connect_with_retry(settings)
         rt = await Runtime.open(settings, temporal=client)
         worker = build_worker(rt)
+        await resume_confirmation_sweep(rt)
         worker_task = asyncio.create_task(worker.run())
         api = await serve(create_app(rt, admin_key=key), host=opts.api_host, port=opts.api_port)
         servers.append(api)

@@ -12,6 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engine.converter import data_converter
 from engine.routing import enrollment_workflow_id
+from engine.sweep_promise import SweepPromise
 from workflows.confirmations import ConfirmationSweepWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.messages import EVENT_SIGNAL, STATUS_QUERY, WAKE_SIGNAL, EnrollmentInput, EnrollmentState, EventData
@@ -73,17 +74,20 @@ async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentIn
 class ConfirmationSweep:
     """Wakes the task queue's confirmation sweep, starting it if it does not run (``workflows/confirmations.py``).
 
-    Called after every send that leaves a task waiting for confirmation: one signal, so
-    that a sweep about to end because nothing waited looks again.
+    Called after every send that leaves a task waiting for confirmation, once the task is
+    committed: one signal, so that a sweep about to end because nothing waited looks again,
+    unless the sweep has promised another round (``engine/sweep_promise.py``).
 
     Args:
         client: Temporal client.
         task_queue: The journey task queue (one sweep per queue).
+        promise: The sweep's promise of another round (None: always signal).
     """
 
-    def __init__(self, client: Client, *, task_queue: str) -> None:
+    def __init__(self, client: Client, *, task_queue: str, promise: SweepPromise | None = None) -> None:
         self._client = client
         self._task_queue = task_queue
+        self._promise = promise
 
     @property
     def workflow_id(self) -> str:
@@ -91,7 +95,13 @@ class ConfirmationSweep:
         return f"confirmations/{self._task_queue}"
 
     async def __call__(self) -> None:
-        """Signal the sweep with start."""
+        """Make sure a sweep round will count the tasks committed so far."""
+        if self._promise is not None and await self._promise.holds():
+            return
+        await self.signal()
+
+    async def signal(self) -> None:
+        """Signal the sweep with start, promise or not."""
         await self._client.start_workflow(
             ConfirmationSweepWorkflow.run,
             id=self.workflow_id,

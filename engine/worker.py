@@ -25,6 +25,7 @@ from engine.logs import LogContextInterceptor
 from engine.metrics import MetricsInterceptor
 from engine.registry import ActivityRegistry, RegistryError, load_activities
 from engine.runtime import Runtime
+from engine.sweep_promise import SweepPromise
 from engine.temporal import ConfirmationSweep
 from workflows.confirmations import ConfirmationSweepWorkflow
 from workflows.journey import JourneyWorkflow
@@ -50,11 +51,15 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0,
     events = EngineEvents(dispatcher)
     enrollment = EnrollmentActivities(rt.store, rt.redis, events)
     steps = StepActivities(rt.store, rt.wecom)
+    queue = rt.settings.temporal_task_queue
+    promise = SweepPromise(rt.redis, queue)
     sends = SendActivities(
         rt.store, rt.wecom, events, webhook=WebhookSender(rt.http, rt.settings.journeys_webhook_secret),
-        confirmations=ConfirmationSweep(rt.temporal, task_queue=rt.settings.temporal_task_queue),
+        confirmations=ConfirmationSweep(rt.temporal, task_queue=queue, promise=promise),
     )  # fmt: skip
-    confirmations = ConfirmationActivities(rt.store, rt.wecom, events, first_poll_s=rt.settings.wecom_confirm_poll_s)
+    confirmations = ConfirmationActivities(
+        rt.store, rt.wecom, events, first_poll_s=rt.settings.wecom_confirm_poll_s, promise=promise
+    )
     audience = AudienceActivities(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
     engine_activities = [
         audience.next_fire,
@@ -80,6 +85,19 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0,
         # The registry refuses the reserved namespace; a stand-in registry might not.
         raise RegistryError(f"journey activities may not reuse engine activity names: {', '.join(clash)}")
     return [*engine_activities, *registered_activities(registry, Services(rt, dispatcher))]
+
+
+async def resume_confirmation_sweep(rt: Runtime) -> bool:
+    """Start the confirmation sweep if tasks wait for confirmation; True if it was signalled.
+
+    A worker calls this as it starts. Senders skip the signal while the sweep has promised
+    another round, so a sweep terminated by hand (or lost with a Temporal server's data)
+    would otherwise wait for the next send to restart it.
+    """
+    if await rt.store.offload(rt.store.waiting_confirmations) == 0:
+        return False
+    await ConfirmationSweep(rt.temporal, task_queue=rt.settings.temporal_task_queue).signal()
+    return True
 
 
 def _activity_name(fn: Callable[..., Any]) -> str:

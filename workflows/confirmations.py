@@ -5,10 +5,12 @@ confirms it in the client, and sends no callback for that. The message log keeps
 waiting task with the time of its next check; this workflow runs the check activity on a
 Temporal timer, so one workflow per task queue replaces a workflow per message.
 
-A send that leaves a task waiting signals the sweep with start (``WAKE_SIGNAL``). The sweep
-ends once nothing waits and no signal came since its last look: a task logged meanwhile
-either was seen by that look or signalled after it, and a signal that arrives while the
-run completes makes Temporal refuse the completion, so no task is left without a sweep.
+A send that leaves a task waiting signals the sweep with start (``WAKE_SIGNAL``), unless a
+round has promised another (``engine/sweep_promise.py``: the activity keeps the promise, and
+a round that would end withdraws it and counts again). The sweep ends once nothing waits
+and no signal came since its last look: a task logged meanwhile either was seen by that
+look or signalled after it, and a signal that arrives while the run completes makes
+Temporal refuse the completion, so no task is left without a sweep.
 """
 
 from __future__ import annotations

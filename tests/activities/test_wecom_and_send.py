@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -38,6 +39,8 @@ from engine.lifecycle import gate_key, held_key
 from engine.models import EnrollmentRow
 from engine.servers import RunningServer, serve
 from engine.store import Store, utcnow
+from engine.sweep_promise import SweepPromise, promise_key
+from engine.temporal import ConfirmationSweep
 from workflows.messages import EventData, FinishInput, GateState, SendInput, TallyEntry, TallyInput
 
 
@@ -589,6 +592,73 @@ async def test_one_sweep_follows_every_waiting_task_to_its_outcome(env: Env) -> 
     last = await sweep.sweep()
     assert (last.decided, last.waiting) == (1, 0), "nothing waits: the sweep workflow may end"
     assert env.store.get_send(waiting.idempotency_key).status == "sent"
+
+
+class CountedSweep(ConfirmationSweep):
+    """The sender's side of the sweep, counting the signals it would send to Temporal."""
+
+    def __init__(self, promise: SweepPromise) -> None:
+        super().__init__(None, task_queue="q", promise=promise)  # type: ignore[arg-type]
+        self.signals = 0
+
+    async def signal(self) -> None:
+        self.signals += 1
+
+
+async def test_a_task_logged_while_the_last_round_counts_keeps_the_sweep_going(env: Env) -> None:
+    for n in (1, 2):
+        env.store.put_customer(f"c{n}", {"name": "张三", "external_userid": f"wm_c{n}", "owner_userid": "zhangsan"})
+    promise = SweepPromise(env.redis, "q")
+    wake = CountedSweep(promise)
+    acts = SendActivities(env.store, env.client(), confirmations=wake)
+    sweep = ConfirmationActivities(env.store, env.client(), first_poll_s=0.1, promise=promise)
+    first = await acts.send(send_input(customer_id="c1", enrollment_id="enr-1"))
+    assert wake.signals == 1, "no sweep has promised a round: the first task signals"
+    assert (await sweep.sweep()).waiting == 1 and await promise.holds(), "a round that finds tasks promises another"
+    env.fake.confirm(first.msgid or "")
+    await asyncio.sleep(0.15)
+    # c2's task is committed, and its sender finds the promise, after the last round counted
+    # nothing and before that round withdraws the promise.
+    withdraw = promise.withdraw
+
+    async def send_then_withdraw() -> None:
+        assert (await acts.send(send_input(customer_id="c2", enrollment_id="enr-2"))).status == "pending_confirmation"
+        await withdraw()
+
+    promise.withdraw = send_then_withdraw  # type: ignore[method-assign]
+    last = await sweep.sweep()
+    assert wake.signals == 1, "c2's sender relied on the promise"
+    assert (last.decided, last.waiting) == (1, 1), "the count after the withdrawal sees c2: the sweep goes on"
+    assert await promise.holds(), "and promises another round"
+    promise.withdraw = withdraw  # type: ignore[method-assign]
+    env.store.schedule_check("enr-2:s1:1", None)
+    assert (await sweep.sweep()).waiting == 0 and not await promise.holds(), "the sweep ends without a promise"
+    await acts.send(send_input(customer_id="c1", enrollment_id="enr-3"))
+    assert wake.signals == 2, "with no promise, a sender signals again"
+
+
+async def test_a_sweep_attempt_that_outlived_its_timeout_cannot_promise_a_round(env: Env) -> None:
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    promise = SweepPromise(env.redis, "q")
+    await SendActivities(env.store, env.client(), confirmations=CountedSweep(promise)).send(send_input())
+    sweep = ConfirmationActivities(env.store, env.client(), promise=promise)
+
+    def attempt(scheduled_ago_s: float) -> ActivityEnvironment:
+        acts = ActivityEnvironment()
+        acts.info = dataclasses.replace(
+            acts.info, scheduled_time=utcnow() - timedelta(seconds=scheduled_ago_s),
+            heartbeat_timeout=timedelta(seconds=30), start_to_close_timeout=timedelta(minutes=10),
+        )  # fmt: skip
+        return acts
+
+    assert (await attempt(0).run(sweep.sweep)).waiting == 1
+    ttl_ms = await env.redis.pttl(promise_key("q"))
+    assert 15_000 < ttl_ms <= 20_000, "a round promises two thirds of its heartbeat timeout at most"
+    await promise.withdraw()
+    # Scheduled 25 s ago: any retry of this round may already have run and ended the sweep.
+    assert (await attempt(25).run(sweep.sweep)).waiting == 1
+    assert not await promise.holds(), "the late attempt's promise had lapsed; senders keep signalling"
+    assert not await promise.hold(utcnow() - timedelta(milliseconds=1))
 
 
 async def test_a_check_wecom_does_not_answer_is_asked_again_soon_without_failing_the_sweep(env: Env) -> None:

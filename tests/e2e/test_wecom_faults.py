@@ -15,7 +15,8 @@ from engine.compiler import compile_text
 from engine.dispatch import Dispatcher, IncomingEvent
 from engine.lifecycle import Lifecycle
 from engine.runtime import Runtime
-from engine.worker import build_worker
+from engine.sweep_promise import promise_key
+from engine.worker import build_worker, resume_confirmation_sweep
 from tests.conftest import Stack
 from tests.helpers import eventually
 
@@ -123,3 +124,63 @@ steps:
         fake.config.auto_confirm, fake.config.monthly_quota = True, None
         await rt.close()
     assert sorted((r.status, r.reason) for r in done) == [("failed", "quota_exceeded"), ("sent", None)]
+
+
+async def test_sends_skip_the_sweep_signal_while_it_promises_another_round(stack: Stack) -> None:
+    jid = f"promise-{uuid.uuid4().hex[:6]}"
+    rt, queue = await private_runtime(stack, f"""
+journey: {jid}
+trigger: {{event: promised}}
+steps:
+  - send: {{channel: wecom.customer, sender: zhangsan, text: "{jid} #{{{{ trigger.n }}}}"}}
+""", wecom_confirm_poll_s=0.5)  # fmt: skip
+    fake = stack.fake_state
+    sweep_id = f"confirmations/{queue}"
+
+    async def post(n: int) -> None:
+        customer = f"{jid}-c{n}"
+        await asyncio.to_thread(rt.store.put_customer, customer, {"external_userid": f"wm-{customer}"})
+        await dispatcher.accept([IncomingEvent(event_id=f"{jid}-{n}", customer_id=customer, name="promised",
+                                               properties={"n": n})])  # fmt: skip
+
+    async def log() -> list:
+        return await asyncio.to_thread(rt.store.list_messages, journey_id=jid, limit=100)
+
+    async def signals(run_id: str) -> int:
+        history = await rt.temporal.get_workflow_handle(sweep_id, run_id=run_id).fetch_history()
+        return sum(1 for e in history.events if e.HasField("workflow_execution_signaled_event_attributes"))
+
+    async def sweep_status() -> WorkflowExecutionStatus | None:
+        return (await rt.temporal.get_workflow_handle(sweep_id).describe()).status
+
+    try:
+        fake.config.auto_confirm = False
+        dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=queue)
+        async with build_worker(rt):
+            await post(0)
+            await eventually(log, until=lambda rows: len(rows) == 1)
+            first_run = (await rt.temporal.get_workflow_handle(sweep_id).describe()).run_id or ""
+            await eventually(lambda: rt.redis.exists(promise_key(queue)), until=bool)  # a round promised another
+            for n in range(1, 20):
+                await post(n)
+            await eventually(log, until=lambda rows: len(rows) == 20 and
+                             all(r.status == "pending_confirmation" for r in rows))  # fmt: skip
+            assert await signals(first_run) <= 3, "20 waiting tasks, and the sweep was signalled for few of them"
+            # Terminated by hand, the sweep leaves its promise: the next send does not restart it...
+            await rt.temporal.get_workflow_handle(sweep_id).terminate("by hand")
+            await post(20)
+            await eventually(log, until=lambda rows: len(rows) == 21)
+            assert await sweep_status() == WorkflowExecutionStatus.TERMINATED
+            # ...a worker starting while tasks wait does.
+            assert await resume_confirmation_sweep(rt)
+            assert await sweep_status() == WorkflowExecutionStatus.RUNNING
+            for row in await log():
+                fake.confirm(row.response["msgid"])
+            done = await eventually(log, until=lambda rows: all(r.status == "sent" for r in rows), timeout=30)
+            await eventually(sweep_status, until=lambda s: s == WorkflowExecutionStatus.COMPLETED)  # nothing waits
+            assert not await rt.redis.exists(promise_key(queue)), "the ended sweep withdrew its promise"
+            assert not await resume_confirmation_sweep(rt), "nothing waits: no sweep to start"
+    finally:
+        fake.config.auto_confirm = True
+        await rt.close()
+    assert len(done) == 21
