@@ -8,9 +8,8 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-from fastapi import FastAPI, Request
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.responses import Response
+from fastapi import FastAPI, HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.examples import install_examples
@@ -24,16 +23,72 @@ log = logging.getLogger("journeys.api")
 
 #: Requests larger than this are refused before they are read.
 MAX_BODY_BYTES = 1024 * 1024
+_TOO_LARGE = f"request bodies are limited to {MAX_BODY_BYTES} bytes"
 RECOVERY_INTERVAL_S = 30.0
 PURGE_INTERVAL_S = 3600.0
 
 
-class _BodyLimit(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return errors.error_response(413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-        return await call_next(request)
+class _BodyTooLarge(HTTPException):
+    """A body without a declared length grew past the limit while it was read.
+
+    An ``HTTPException``, so that FastAPI's body parsing passes it on to the API's error
+    handler (any other exception there becomes a 400) and the caller gets the same 413.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(413, _TOO_LARGE)
+
+
+class _BodyLimit:
+    """Refuses request bodies over ``MAX_BODY_BYTES``.
+
+    By their declared length before they are read, and by the bytes read so far when the
+    length is not declared (chunked uploads).
+
+    Plain ASGI: Starlette's ``BaseHTTPMiddleware`` ran every request through a task group and
+    a response stream, a measurable share of the API's CPU per event (bench/RESULTS.md).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        if length is not None:
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                await _too_large()(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise _BodyTooLarge
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await _too_large()(scope, receive, send)
+
+
+def _too_large() -> ASGIApp:
+    return errors.error_response(413, "too_large", _TOO_LARGE)
 
 
 def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> FastAPI:

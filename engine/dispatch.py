@@ -138,13 +138,15 @@ class Dispatcher:
             )
             for e in events
         ]
+        indexes: dict[str, dict[bytes, bytes]] = {}
         if not route_in_background:
             # Nothing listens to most engine events (journey.entered, message.sent...): store
             # those already dispatched, one write instead of a write, a routing pass and a
             # second write. A listener that registers right after this check sees the event
             # as one that happened before it began listening, as it would anyway.
-            for row, idle in zip(rows, await self._idle(rows), strict=True):
-                if idle:
+            idle, indexes = await self._idle(rows)
+            for row, is_idle in zip(rows, idle, strict=True):
+                if is_idle:
                     row.dispatched_at = received
         fresh = await self._store.offload(self._store.insert_events, rows)
         for is_new in fresh:
@@ -169,9 +171,13 @@ class Dispatcher:
             # One customer's events in order (their enrollments see them in order); different
             # customers concurrently, so a batch costs about one round of Temporal calls.
             async with limit:
+                # The index read above serves the group's first event; later ones read it
+                # again, since the events before them may have started enrollments.
+                index = indexes.get(group[0].customer_id)
                 for row in group:
                     try:
-                        outcomes[row.event_id] = await self.route(row)
+                        outcomes[row.event_id] = await self.route(row, index=index)
+                        index = None
                     except Exception:  # noqa: BLE001 - the event is stored; recovery routes it later
                         log.exception("routing event %s failed; it stays queued for recovery", row.event_id)
                         outcomes[row.event_id] = None
@@ -191,25 +197,33 @@ class Dispatcher:
         await self._store.offload(self._store.mark_dispatched, routed)
         return results
 
-    async def _idle(self, rows: list[EventRow]) -> list[bool]:
+    async def _idle(self, rows: list[EventRow]) -> tuple[list[bool], dict[str, dict[bytes, bytes]]]:
         """For each row, True when no active journey's trigger and no running enrollment wants it.
 
-        One plan lookup and one Redis round trip for the whole batch: the engine events of
-        a busy worker arrive in batches (``EngineEvents``).
+        Nor one that an earlier trigger of the batch may start. One plan lookup and one Redis
+        round trip for the whole batch: the engine events of a busy worker arrive in batches
+        (``EngineEvents``).
+
+        Returns:
+            The flags, and the customers' listener indexes read for them (empty if unread).
         """
         try:
             plans = await self.plans.plans()
             indexes = await routing.listener_indexes(self._redis, sorted({r.customer_id for r in rows}))
         except Exception:  # noqa: BLE001 - cannot tell: route them the normal way (or defer them)
-            return [False] * len(rows)
+            return [False] * len(rows), {}
         idle = []
+        # A trigger earlier in the batch may start an enrollment that waits for a later
+        # event of the same customer, which the index read above cannot show yet.
+        triggered: set[str] = set()
         for row in rows:
-            if any(plan.trigger.matches_name(row.name) for _, plan in plans):
+            if row.customer_id in triggered or any(plan.trigger.matches_name(row.name) for _, plan in plans):
+                triggered.add(row.customer_id)
                 idle.append(False)
                 continue
             source = row.properties.get("workflow_id") if is_engine_event(row.name) else None
             idle.append(all(wid == source for wid in routing.listening_in(indexes[row.customer_id], row.name)))
-        return idle
+        return idle, indexes
 
     async def _route_rows(self, rows: list[EventRow]) -> None:
         routed = []
@@ -221,8 +235,12 @@ class Dispatcher:
                 log.exception("background routing of event %s failed", row.event_id)
         await self._store.offload(self._store.mark_dispatched, routed)
 
-    async def route(self, row: EventRow) -> tuple[list[str], list[str]]:
+    async def route(self, row: EventRow, *, index: dict[bytes, bytes] | None = None) -> tuple[list[str], list[str]]:
         """Start or signal enrollments for one stored event.
+
+        Args:
+            row: The stored event.
+            index: The customer's listener index, if it was just read (saves reading it again).
 
         Returns:
             (workflow ids signal-with-started for matching journeys, workflow ids signalled).
@@ -240,7 +258,11 @@ class Dispatcher:
         # An engine event is not signalled back to the enrollment that emitted it: it
         # knows, and a signal racing its running workflow task would force a retry.
         source_workflow = event.properties.get("workflow_id") if is_engine_event(row.name) else None
-        for wid in await routing.listening_workflows(self._redis, row.customer_id, row.name):
+        if index is None:
+            listening = await routing.listening_workflows(self._redis, row.customer_id, row.name)
+        else:
+            listening = routing.listening_in(index, row.name)
+        for wid in listening:
             if wid in enrolled or wid == source_workflow:
                 continue  # signal-with-start already delivered the event there
             if await signal_event(self._client, wid, event):
@@ -258,7 +280,10 @@ class Dispatcher:
         ]
         if not candidates:
             return []
-        admitted = await self._store.offload(self._evaluate_triggers, event, candidates)
+        if any(plan.trigger.when or plan.trigger.key for _, plan in candidates):
+            admitted = await self._store.offload(self._evaluate_triggers, event, candidates)
+        else:  # bare event names: nothing to evaluate, no trip to the SQL thread
+            admitted = [(version, plan, None) for version, plan in candidates]
         started: list[str] = []
         for version, plan, key in admitted:
             wid = routing.enrollment_workflow_id(plan.journey_id, event.customer_id, key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 from tests.conftest import Stack
 
@@ -112,6 +113,13 @@ async def test_event_validation_and_limits(stack: Stack) -> None:
         )
         assert huge.status_code == 413
         assert huge.json()["error"]["code"] == "too_large"
+
+        async def undeclared() -> AsyncIterator[bytes]:
+            for _ in range(40):  # 2.5 MiB sent chunked, without a declared length
+                yield b"x" * 65536
+
+        chunked = await api.post("/v1/events", content=undeclared(), headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "too_large"
         batch = await api.post(
             "/v1/events",
             json={
@@ -149,3 +157,25 @@ async def test_metrics_count_what_happened(stack: Stack) -> None:
     assert re.search(r'journeys_events_accepted_total\{outcome="duplicate"\} [1-9]', text)
     assert re.search(r'journeys_sends_total\{channel="wecom.app",reason="",status="sent"\} [1-9]', text)
     assert 'journeys_activity_seconds_count{activity="journeys.send",outcome="ok"}' in text
+
+
+async def test_a_batch_delivers_an_event_to_the_enrollment_an_earlier_event_of_it_started(stack: Stack) -> None:
+    jid = f"batch-{uuid.uuid4().hex[:6]}"
+    text = f"""
+journey: {jid}
+trigger: {{event: {jid}.signup}}
+steps:
+  - wait_for: {{event: {jid}.paid, timeout: 1h}}
+"""
+    async with stack.client() as api:
+        assert (await api.post("/v1/journeys", content=text, headers=YAML)).status_code == 201
+        assert (await api.post(f"/v1/journeys/{jid}/activate", json={"version": 1})).status_code == 200
+        customer = f"{jid}-c"
+        resp = await api.post("/v1/events", json={"events": [
+            {"event_id": f"{jid}-1", "customer_id": customer, "name": f"{jid}.signup"},
+            {"event_id": f"{jid}-2", "customer_id": customer, "name": f"{jid}.paid"},
+        ]})  # fmt: skip
+        assert resp.status_code == 202
+        signup, paid = resp.json()["accepted"]
+        assert len(signup["enrolled"]) == 1
+        assert paid["signalled"] == signup["enrolled"], "the second event reaches the enrollment the first started"
