@@ -7,6 +7,7 @@ import threading
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -47,28 +48,39 @@ async def connect(address: str, namespace: str) -> Client:
     return await Client.connect(address, namespace=namespace, data_converter=data_converter, runtime=sdk_runtime())
 
 
-async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentInput) -> str:
-    """Signal-with-start the enrollment of ``inp``'s customer.
+#: Start, find it running, signal, find it ended: how many times before giving up (each
+#: round needs an enrollment that ends in the instant between two calls).
+_START_ATTEMPTS = 5
 
-    If the enrollment for this (journey, customer[, key]) is running, the trigger event is
-    only delivered to it as a signal; otherwise a new run starts. Either way, duplicate
-    events cannot enroll twice.
+
+async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentInput) -> str:
+    """Start the enrollment of ``inp``'s customer, or deliver the trigger to it if it runs.
+
+    A new run gets the trigger as its input only: signal-with-start would repeat it as a
+    signal, an event in every enrollment's history. If the enrollment for this (journey,
+    customer[, key]) is running, the trigger is delivered to it as a signal instead. Either
+    way, duplicate events cannot enroll twice.
 
     Returns:
         The workflow id.
     """
     wid = enrollment_workflow_id(inp.plan.journey_id, inp.customer_id, inp.key)
-    await client.start_workflow(
-        JourneyWorkflow.run,
-        inp,
-        id=wid,
-        task_queue=task_queue,
-        start_signal=EVENT_SIGNAL,
-        start_signal_args=[inp.trigger],
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    return wid
+    for _ in range(_START_ATTEMPTS):
+        try:
+            await client.start_workflow(
+                JourneyWorkflow.run,
+                inp,
+                id=wid,
+                task_queue=task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+            return wid
+        except WorkflowAlreadyStartedError:
+            if await signal_event(client, wid, inp.trigger):
+                return wid
+            # It ended between the two calls: start a new run.
+    raise RuntimeError(f"enrollment {wid} kept ending between start and signal; the event stays queued")
 
 
 class ConfirmationSweep:

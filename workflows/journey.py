@@ -97,6 +97,10 @@ _CARRY = "send-carries-bookkeeping"
 #: before it replay the per-change patches, which stay checked for them.
 _FOLDED = "interpreter-2"
 _FOLDED_PATCHES = frozenset({"journey-converted-event", "pause-gate", "send-deferral", _CARRY, "step-tally"})
+#: Patch: ``interpreter-2`` plus a trigger that comes only as the workflow's input, without
+#: the start signal that repeated it (engine/temporal.py ``start_enrollment``): the run
+#: queues it for goal and exit_when as the signal did. One marker, as before.
+_TRIGGER_AS_INPUT = "interpreter-3"
 #: Step counts are not held back longer than this: a wait that would keep them waiting
 #: longer sends them on their own as before.
 _CARRY_WINDOW = timedelta(seconds=60)
@@ -151,6 +155,7 @@ class JourneyWorkflow:
         self._tally_since: datetime | None = None
         self._flushing: list[workflow.ActivityHandle[Any]] = []
         self._folded = False
+        self._trigger_as_input = False
         #: The end of the enrollment, recorded with its last step's send (``_send``).
         self._closing: FinishInput | None = None
         self._closed = False
@@ -255,12 +260,16 @@ class JourneyWorkflow:
     async def run(self, inp: EnrollmentInput) -> EnrollmentState:
         """Admit the customer, walk the plan, record how it ended."""
         # First, so that it is at the same place in every history that has it.
-        self._folded = workflow.patched(_FOLDED)
+        self._trigger_as_input = workflow.patched(_TRIGGER_AS_INPUT)
+        self._folded = self._trigger_as_input or workflow.patched(_FOLDED)
         self._inp = inp
         start = inp.plan.start
         if inp.resume is not None:
             start = self._restore(inp.resume)
         else:
+            if self._trigger_as_input and inp.trigger.event_id not in self._seen:
+                # First, as the start signal's copy was: signals of this activation came after it.
+                self._inbox.insert(0, inp.trigger)
             self._seen.append(inp.trigger.event_id)  # its own trigger is not a later event
             self._entered_at = self._now()
             admitted = await self._admit(inp)

@@ -31,7 +31,12 @@ async def record(name: str, *, sweep_only: bool = False, label: str | None = Non
     async def export(rt: Runtime) -> None:
         sweep = ConfirmationSweep(rt.temporal, task_queue=rt.settings.temporal_task_queue).workflow_id
         history = await rt.temporal.get_workflow_handle(sweep).fetch_history()
-        (HERE / "histories" / f"confirmation-sweep--{name}.json").write_text(history.to_json())
+        sweep_file = HERE / "histories" / f"confirmation-sweep--{name}.json"
+        if sweep_file.exists() and not sweep_only:
+            # It stands for sweeps already running; rename it first to record a new one.
+            print(f"kept {sweep_file.name}")  # noqa: T201
+        else:
+            sweep_file.write_text(history.to_json())
         if sweep_only:
             return
         for row in rt.store.list_enrollments():

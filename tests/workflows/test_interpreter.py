@@ -6,6 +6,7 @@ the workflow alone (no database or WeCom behind it).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -21,13 +22,15 @@ from temporalio.worker import Worker
 
 from engine.compiler import compile_text
 from engine.simulate import time_skipping_server_binary
-from engine.temporal import sdk_runtime
+from engine.temporal import sdk_runtime, start_enrollment
 from workflows.journey import JourneyWorkflow
 from workflows.messages import (
     ADMIT,
+    EVENT_SIGNAL,
     FINISH,
     GATE,
     SEND,
+    STATUS_QUERY,
     TALLY,
     AdmitInput,
     AdmitResult,
@@ -314,3 +317,60 @@ async def test_a_failed_send_hands_its_step_counts_on(env: WorkflowEnvironment) 
         assert acts.tally_calls[0].seq == 1 and [e.step for e in acts.tally_calls[0].entries] == ["hello"]
         await handle.execute_update("exit", OperatorExit())
         await handle.result()
+
+
+def signals_in(history: object) -> int:
+    return sum(1 for e in history.events if e.HasField("workflow_execution_signaled_event_attributes"))  # type: ignore[attr-defined]
+
+
+async def test_a_trigger_that_comes_only_as_input_reaches_exit_when_as_the_start_signal_did(
+    env: WorkflowEnvironment,
+) -> None:
+    # interpreter-3: start_enrollment no longer repeats the trigger as a start signal.
+    text = f"""
+journey: own-trigger-{uuid.uuid4().hex[:6]}
+trigger: {{event: go}}
+exit_when:
+  - event: go
+steps:
+  - wait: 1h
+  - send: {{channel: wecom.app, to: ops, text: late}}
+"""
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        wid = await start_enrollment(env.client, task_queue=queue, inp=enrollment(text))
+        handle = env.client.get_workflow_handle(wid, result_type=EnrollmentState)
+        final: EnrollmentState = await handle.result()
+        assert signals_in(await handle.fetch_history()) == 0
+        # The old start, signal-with-start, for comparison: the same end.
+        old = await env.client.start_workflow(JourneyWorkflow.run, enrollment(text), id=f"wf-{uuid.uuid4()}",
+                                              task_queue=queue, start_signal=EVENT_SIGNAL,
+                                              start_signal_args=[enrollment(text).trigger])  # fmt: skip
+        before: EnrollmentState = await old.result()
+    assert (final.exit_reason, before.exit_reason) == ("exit_when", "exit_when") and acts.sent == []
+
+
+async def test_a_trigger_for_a_running_enrollment_is_delivered_to_it_as_a_signal(env: WorkflowEnvironment) -> None:
+    text = f"""
+journey: again-{uuid.uuid4().hex[:6]}
+trigger: {{event: go}}
+steps:
+  - id: again
+    wait_for: {{event: go, timeout: 1h}}
+  - id: hello
+    send: {{channel: wecom.app, to: ops, text: again}}
+"""
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        first = enrollment(text)
+        wid = await start_enrollment(env.client, task_queue=queue, inp=first)
+        handle = env.client.get_workflow_handle(wid, result_type=EnrollmentState)
+        await handle.query(STATUS_QUERY, result_type=EnrollmentState)  # its first task is done: it waits
+        second = dataclasses.replace(first, trigger=dataclasses.replace(first.trigger, event_id="e-second"))
+        assert await start_enrollment(env.client, task_queue=queue, inp=second) == wid
+        final: EnrollmentState = await handle.result()
+        history = await handle.fetch_history()
+    assert final.exit_reason == "completed" and acts.sent == [("hello", 1)]
+    assert signals_in(history) == 1, "the running enrollment got the second trigger, and only that, as a signal"
