@@ -12,7 +12,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from engine import cli_ops
+from engine import cli_ops, eventloop
 from engine.apiclient import api_client, report
 from engine.errors import SpecError
 
@@ -60,7 +60,7 @@ def up(
         journeys_dir=journeys,
     )
     try:
-        asyncio.run(run_stack(opts))
+        eventloop.run(run_stack(opts))
     except RuntimeError as exc:
         _err(f"journeys up failed: {exc}")
         raise typer.Exit(1) from exc
@@ -85,7 +85,7 @@ def worker() -> None:
         finally:
             await rt.close()
 
-    asyncio.run(main())
+    eventloop.run(main())
 
 
 @app.command()
@@ -118,7 +118,7 @@ def api(
         finally:
             await rt.close()
 
-    asyncio.run(main())
+    eventloop.run(main())
 
 
 @app.command()
