@@ -175,9 +175,9 @@ class Dispatcher:
                 # again, since the events before them may have started enrollments.
                 index = indexes.get(group[0].customer_id)
                 for row in group:
+                    known, index = index, None
                     try:
-                        outcomes[row.event_id] = await self.route(row, index=index)
-                        index = None
+                        outcomes[row.event_id] = await self.route(row, index=known)
                     except Exception:  # noqa: BLE001 - the event is stored; recovery routes it later
                         log.exception("routing event %s failed; it stays queued for recovery", row.event_id)
                         outcomes[row.event_id] = None

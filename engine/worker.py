@@ -60,7 +60,7 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0,
     confirmations = ConfirmationActivities(
         rt.store, rt.wecom, events, first_poll_s=rt.settings.wecom_confirm_poll_s, promise=promise
     )
-    audience = AudienceActivities(rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue)
+    audience = AudienceActivities(rt.store, rt.redis, rt.temporal, task_queue=queue)
     engine_activities = [
         audience.next_fire,
         audience.gate,
