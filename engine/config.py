@@ -56,6 +56,10 @@ class Settings(BaseSettings):
             runs at once.
         journeys_sql_threads: Threads per process for database calls (default: 1 on SQLite,
             8 on PostgreSQL; see ``engine.store.Store``).
+        journeys_redis_connections: Redis connections one process opens at most; callers
+            beyond them wait for a free one instead of failing.
+        journeys_redis_wait_s: How long a Redis call waits for a free connection before it
+            fails (and, in the API, the event stays queued for recovery).
     """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -92,6 +96,10 @@ class Settings(BaseSettings):
     journeys_worker_local_activities: int = Field(default=10, ge=1)
     journeys_worker_activities: int = Field(default=200, ge=1)
     journeys_sql_threads: int | None = Field(default=None, ge=1)
+    # redis-py's own pool (100 connections since redis-py 6) raises at once when a burst
+    # needs more: routing then failed under load and events waited for recovery.
+    journeys_redis_connections: int = Field(default=64, ge=1)
+    journeys_redis_wait_s: float = Field(default=30.0, gt=0)
 
     def setup_logging(self, default_format: str) -> None:
         """Configure this process's logs (structured, masked) from the log settings."""

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import httpx
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from temporalio.client import Client
 
 from activities.wecom.client import WeComClient, WeComCredentials
@@ -44,7 +44,7 @@ class Runtime:
         # httpx logs every request URL at INFO, and WeCom URLs carry the access token.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         store = Store(make_engine(settings.resolved_database_url()), threads=settings.journeys_sql_threads)
-        redis = Redis.from_url(settings.redis_url)
+        redis = connect_redis(settings)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.wecom_timeout_s, connect=min(5.0, settings.wecom_timeout_s))
         )
@@ -69,3 +69,15 @@ class Runtime:
         await self.http.aclose()
         await self.redis.aclose()
         self.store.close()
+
+
+def connect_redis(settings: Settings) -> Redis:
+    """A Redis client whose callers queue for a connection when all are busy.
+
+    Args:
+        settings: ``redis_url``, ``journeys_redis_connections`` and ``journeys_redis_wait_s``.
+    """
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.journeys_redis_connections, timeout=settings.journeys_redis_wait_s
+    )
+    return Redis.from_pool(pool)
