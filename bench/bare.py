@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from bench.bare_workflow import BARE_SEND, BareMessage, BareSend
 from engine.config import FAKE_AGENT_ID, FAKE_APP_SECRET, FAKE_CONTACT_SECRET, FAKE_CORP_ID
@@ -53,12 +54,15 @@ async def main() -> None:
     parser.add_argument("--temporal", required=True)
     parser.add_argument("--task-queue", default="bare")
     parser.add_argument("--wecom", required=True)
+    parser.add_argument("--unsandboxed", action="store_true",
+                        help="run the workflow without the SDK's sandbox, as the journey worker does")  # fmt: skip
     args = parser.parse_args()
     client = await Client.connect(args.temporal)
     sender = BareSender(args.wecom)
     # Same activity concurrency as the journey worker (engine/worker.py).
+    runner = UnsandboxedWorkflowRunner() if args.unsandboxed else SandboxedWorkflowRunner()
     worker = Worker(client, task_queue=args.task_queue, workflows=[BareSend], activities=[sender.send],
-                    max_concurrent_activities=200)  # fmt: skip
+                    max_concurrent_activities=200, workflow_runner=runner)  # fmt: skip
     await worker.run()
 
 

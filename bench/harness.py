@@ -207,10 +207,17 @@ class BenchStack:
         self.redis.stop()
         self.redis.start(ready_timeout=20)
 
-    def start_bare_worker(self, task_queue: str = "bare") -> Proc:
-        """The baseline worker (bench/bare.py) in its own process, on the same Temporal server."""
+    def start_bare_worker(self, task_queue: str = "bare", *, unsandboxed: bool = False) -> Proc:
+        """The baseline worker (bench/bare.py) in its own process, on the same Temporal server.
+
+        Args:
+            task_queue: The queue it polls.
+            unsandboxed: Run the baseline workflow outside the SDK's sandbox, as the journey
+                worker runs journeys (the SDK's default, and a hand-written app's, is inside).
+        """
         proc = Proc("bare-worker", [sys.executable, "-m", "bench.bare", "--temporal", self.temporal_address,
-                                    "--task-queue", task_queue, "--wecom", self.fake_url],
+                                    "--task-queue", task_queue, "--wecom", self.fake_url,
+                                    *(["--unsandboxed"] if unsandboxed else [])],
                     self.env, self.data_dir / "logs" / "bare.log")  # fmt: skip
         self.extra.append(proc.start())
         return proc

@@ -104,11 +104,14 @@ async def main() -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--bare-unsandboxed", action="store_true",
+                        help="run the baseline workflow outside the SDK's sandbox too")  # fmt: skip
     args = parser.parse_args()
-    print(header("Throughput", ["python", "-m", "bench.throughput", "--customers", str(args.customers)]))
+    print(header("Throughput", ["python", "-m", "bench.throughput", "--customers", str(args.customers),
+                                *(["--bare-unsandboxed"] if args.bare_unsandboxed else [])]))  # fmt: skip
     stack = BenchStack().start()
     try:
-        stack.start_bare_worker("bare")
+        stack.start_bare_worker("bare", unsandboxed=args.bare_unsandboxed)
         await stack.deploy(JOURNEY)
         client = await Client.connect(stack.temporal_address)
         await run_ours(stack, args.warmup, args.timeout)

@@ -194,7 +194,8 @@ class Dispatcher:
             else:
                 results.append(Accepted(row.event_id, duplicate=False, enrolled=outcome[0], signalled=outcome[1]))
         routed = [eid for eid, outcome in outcomes.items() if outcome is not None]
-        await self._store.offload(self._store.mark_dispatched, routed)
+        if routed:  # engine events nothing listens to were stored dispatched: no thread trip
+            await self._store.offload(self._store.mark_dispatched, routed)
         return results
 
     async def _idle(self, rows: list[EventRow]) -> tuple[list[bool], dict[str, dict[bytes, bytes]]]:

@@ -115,6 +115,10 @@ async def simulate(
                 wecom_rate_limits=False,
                 temporal_task_queue=f"sim-{uuid.uuid4().hex[:8]}",
                 journeys_data_dir=work,
+                # A rehearsal is where speed matters least: the interpreter runs in the SDK's
+                # sandbox, so a clock, randomness or I/O call in it fails every simulation and
+                # every language test instead of passing unnoticed (production runs without).
+                journeys_workflow_sandbox=True,
             )
             rt = await Runtime.open(settings, temporal=env.client)
             try:

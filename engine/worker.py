@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audience import AudienceActivities
@@ -133,7 +133,6 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
         registry: Journey activities to serve (default: every discovered one);
             ``engine.testing`` passes one with stand-ins.
     """
-    precompile_workflows()
     acts = activities_for(rt, clock_offset_s=clock_offset_s, registry=registry)
     if overrides:
         names = {_activity_name(fn): fn for fn in acts}
@@ -148,11 +147,26 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
         max_concurrent_workflow_tasks=rt.settings.journeys_worker_workflow_tasks,
         max_concurrent_local_activities=rt.settings.journeys_worker_local_activities,
         interceptors=[MetricsInterceptor(), LogContextInterceptor()],
-        # Everything the workflow module imports is imported once, outside the sandbox,
-        # instead of again for every workflow run (the journey module itself is still
-        # loaded per run, and calls such as datetime.now stay forbidden). Our workflow
-        # code keeps no module state, which is what the per-run re-import protects.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-        ),
+        workflow_runner=workflow_runner(sandboxed=rt.settings.journeys_workflow_sandbox),
     )
+
+
+def workflow_runner(*, sandboxed: bool) -> WorkflowRunner:
+    """How the worker runs workflow code (``JOURNEYS_WORKFLOW_SANDBOX``).
+
+    Unsandboxed by default. The SDK's sandbox guards workflow code against
+    non-determinism by importing the workflow module afresh and proxying restricted
+    modules for every workflow run: about a quarter of the worker's CPU per new enrollment
+    (bench/RESULTS.md). Journey workflows run only our interpreter, never user code, and
+    the interpreter and replay tests run it in the SDK's strictest sandbox, where a clock,
+    randomness or I/O call fails the test. The interpreter keeps no module state, which is
+    what the per-run import would isolate.
+
+    Args:
+        sandboxed: Run in the sandbox anyway (every module the workflow modules import is
+            passed through; restricted calls stay forbidden).
+    """
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
+    precompile_workflows()
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())

@@ -8,6 +8,8 @@ from datetime import timedelta
 
 import httpx
 from redis.asyncio import Redis
+from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from engine.config import Settings
 from engine.dispatch import Dispatcher, IncomingEvent
@@ -173,3 +175,14 @@ async def test_worker_concurrency_comes_from_the_settings(stack: Stack) -> None:
     assert (config["max_concurrent_workflow_tasks"], config["max_concurrent_local_activities"],
             config["max_concurrent_activities"]) == (3, 4, 50)  # fmt: skip
     assert Settings().journeys_worker_workflow_tasks == 20, "few workflow tasks per process by default"
+
+
+async def test_the_worker_runs_journeys_unsandboxed_unless_told_otherwise(stack: Stack) -> None:
+    def runner(**settings: object) -> object:
+        # A queue of its own: the SDK refuses a second worker on the stack worker's queue.
+        changed = stack.rt.settings.model_copy(update={"temporal_task_queue": f"sb-{uuid.uuid4().hex[:8]}", **settings})
+        return build_worker(dataclasses.replace(stack.rt, settings=changed)).config()["workflow_runner"]
+
+    assert Settings().journeys_workflow_sandbox is False
+    assert isinstance(runner(), UnsandboxedWorkflowRunner)
+    assert isinstance(runner(journeys_workflow_sandbox=True), SandboxedWorkflowRunner)

@@ -9,9 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from engine.errors import SpecError
-from engine.simulate import simulate_file
+from engine.runtime import Runtime
+from engine.scenario import load_scenario
+from engine.simulate import compile_scenario_journeys, simulate, simulate_file
+from engine.worker import workflow_runner
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SCENARIO = FIXTURES / "scenarios" / "paid-or-nudge.yaml"
@@ -131,3 +135,17 @@ def test_cli_exit_code_1_for_an_invalid_journey(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "j.yaml:4: steps[0].wait_for.timeout: required key 'timeout' is missing" in proc.stderr
     assert proc.stdout == ""
+
+
+async def test_a_rehearsal_runs_the_interpreter_in_the_sdk_sandbox(tmp_path: Path) -> None:
+    # Production skips the sandbox (engine/worker.py); simulations and every language test
+    # built on them keep it, so a clock or I/O call in the interpreter fails them.
+    seen: list[bool] = []
+
+    async def look(rt: Runtime) -> None:
+        seen.append(isinstance(workflow_runner(sandboxed=rt.settings.journeys_workflow_sandbox),
+                               SandboxedWorkflowRunner))  # fmt: skip
+
+    scenario = load_scenario(SCENARIO)
+    await simulate(scenario, compile_scenario_journeys(scenario, SCENARIO.parent), at_end=look)
+    assert seen == [True]
