@@ -12,6 +12,7 @@ import contextlib
 import os
 import platform
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -233,6 +234,16 @@ class BenchStack:
                 with contextlib.suppress(OSError):
                     out[name] = cpu_seconds(proc.pid)
         return out
+
+    def waiting_confirmations(self) -> int:
+        """Customer mass-send tasks the confirmation sweep has yet to decide (read from SQLite)."""
+        with contextlib.closing(sqlite3.connect(self.data_dir / "journeys.db", timeout=30)) as db:
+            return int(db.execute("SELECT count(*) FROM messages WHERE next_check_at IS NOT NULL").fetchone()[0])
+
+    def settle_confirmations(self, timeout: float = 300.0) -> None:
+        """Wait until the sweep decided every waiting task, so its work counts in this path's window."""
+        wait_until(lambda: self.waiting_confirmations() == 0, timeout=timeout, interval=1.0,
+                   what="every customer mass-send task decided")  # fmt: skip
 
     def client(self, timeout: float = 60.0) -> httpx.AsyncClient:
         """An API client with the admin key."""

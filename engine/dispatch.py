@@ -63,6 +63,12 @@ class Accepted:
     deferred: bool = False
 
 
+class _Unread:
+    """Marks an epoch not read yet (``None`` is a real value: no journey was ever activated)."""
+
+
+_UNREAD = _Unread()
+
 #: Customers whose events one ``accept`` call routes at the same time.
 ROUTE_CONCURRENCY = 32
 
@@ -81,9 +87,14 @@ class PlanCache:
         self._plans: list[tuple[int, JourneyPlan]] = []
         self._lock = asyncio.Lock()
 
-    async def plans(self) -> list[tuple[int, JourneyPlan]]:
-        """(version, plan) of every active journey."""
-        epoch = await self._redis.get(routing.PLANS_EPOCH_KEY)
+    async def plans(self, epoch: bytes | None | _Unread = _UNREAD) -> list[tuple[int, JourneyPlan]]:
+        """(version, plan) of every active journey.
+
+        Args:
+            epoch: The epoch, if the caller just read it (``read_with``); read here otherwise.
+        """
+        if isinstance(epoch, _Unread):
+            epoch = await self._redis.get(routing.PLANS_EPOCH_KEY)
         if epoch != self._epoch:
             async with self._lock:
                 if epoch != self._epoch:
@@ -139,12 +150,13 @@ class Dispatcher:
             for e in events
         ]
         indexes: dict[str, dict[bytes, bytes]] = {}
+        plans: list[tuple[int, JourneyPlan]] | None = None
         if not route_in_background:
             # Nothing listens to most engine events (journey.entered, message.sent...): store
             # those already dispatched, one write instead of a write, a routing pass and a
             # second write. A listener that registers right after this check sees the event
             # as one that happened before it began listening, as it would anyway.
-            idle, indexes = await self._idle(rows)
+            idle, indexes, plans = await self._idle(rows)
             for row, is_idle in zip(rows, idle, strict=True):
                 if is_idle:
                     row.dispatched_at = received
@@ -177,7 +189,7 @@ class Dispatcher:
                 for row in group:
                     known, index = index, None
                     try:
-                        outcomes[row.event_id] = await self.route(row, index=known)
+                        outcomes[row.event_id] = await self.route(row, index=known, plans=plans)
                     except Exception:  # noqa: BLE001 - the event is stored; recovery routes it later
                         log.exception("routing event %s failed; it stays queued for recovery", row.event_id)
                         outcomes[row.event_id] = None
@@ -198,7 +210,9 @@ class Dispatcher:
             await self._store.offload(self._store.mark_dispatched, routed)
         return results
 
-    async def _idle(self, rows: list[EventRow]) -> tuple[list[bool], dict[str, dict[bytes, bytes]]]:
+    async def _idle(
+        self, rows: list[EventRow]
+    ) -> tuple[list[bool], dict[str, dict[bytes, bytes]], list[tuple[int, JourneyPlan]] | None]:
         """For each row, True when no active journey's trigger and no running enrollment wants it.
 
         Nor one that an earlier trigger of the batch may start. One plan lookup and one Redis
@@ -206,13 +220,17 @@ class Dispatcher:
         (``EngineEvents``).
 
         Returns:
-            The flags, and the customers' listener indexes read for them (empty if unread).
+            The flags, the customers' listener indexes read for them (empty if unread), and
+            the active plans read for them (None if unread), for routing to reuse.
         """
         try:
-            plans = await self.plans.plans()
-            indexes = await routing.listener_indexes(self._redis, sorted({r.customer_id for r in rows}))
+            # The plan epoch and the listener indexes in one round trip.
+            epoch, indexes = await routing.listener_indexes(
+                self._redis, sorted({r.customer_id for r in rows}), also_get=routing.PLANS_EPOCH_KEY
+            )
+            plans = await self.plans.plans(epoch)
         except Exception:  # noqa: BLE001 - cannot tell: route them the normal way (or defer them)
-            return [False] * len(rows), {}
+            return [False] * len(rows), {}, None
         idle = []
         # A trigger earlier in the batch may start an enrollment that waits for a later
         # event of the same customer, which the index read above cannot show yet.
@@ -224,7 +242,7 @@ class Dispatcher:
                 continue
             source = row.properties.get("workflow_id") if is_engine_event(row.name) else None
             idle.append(all(wid == source for wid in routing.listening_in(indexes[row.customer_id], row.name)))
-        return idle, indexes
+        return idle, indexes, plans
 
     async def _route_rows(self, rows: list[EventRow]) -> None:
         routed = []
@@ -236,12 +254,14 @@ class Dispatcher:
                 log.exception("background routing of event %s failed", row.event_id)
         await self._store.offload(self._store.mark_dispatched, routed)
 
-    async def route(self, row: EventRow, *, index: dict[bytes, bytes] | None = None) -> tuple[list[str], list[str]]:
+    async def route(self, row: EventRow, *, index: dict[bytes, bytes] | None = None,
+                    plans: list[tuple[int, JourneyPlan]] | None = None) -> tuple[list[str], list[str]]:  # fmt: skip
         """Start or signal enrollments for one stored event.
 
         Args:
             row: The stored event.
             index: The customer's listener index, if it was just read (saves reading it again).
+            plans: The active plans, if they were just read (saves reading the epoch again).
 
         Returns:
             (workflow ids signal-with-started for matching journeys, workflow ids signalled).
@@ -254,7 +274,7 @@ class Dispatcher:
             timestamp=ts.isoformat(),
             properties=dict(row.properties),
         )
-        enrolled = await self._enroll(event)
+        enrolled = await self._enroll(event, plans if plans is not None else await self.plans.plans())
         signalled = []
         # An engine event is not signalled back to the enrollment that emitted it: it
         # knows, and a signal racing its running workflow task would force a retry.
@@ -272,13 +292,11 @@ class Dispatcher:
                 await routing.remove_active(self._redis, row.customer_id, wid)
         return enrolled, signalled
 
-    async def _enroll(self, event: EventData) -> list[str]:
+    async def _enroll(self, event: EventData, plans: list[tuple[int, JourneyPlan]]) -> list[str]:
         # An engine event (journey.*, message.*) never re-triggers the journey it came from,
         # or a journey triggered by its own message.sent would loop forever.
         source = event.properties.get("journey") if is_engine_event(event.name) else None
-        candidates = [
-            (v, p) for v, p in await self.plans.plans() if p.trigger.matches_name(event.name) and p.journey_id != source
-        ]
+        candidates = [(v, p) for v, p in plans if p.trigger.matches_name(event.name) and p.journey_id != source]
         if not candidates:
             return []
         if any(plan.trigger.when or plan.trigger.key for _, plan in candidates):

@@ -47,12 +47,19 @@ async def listening_workflows(redis: Redis, customer_id: str, event_name: str) -
     return listening_in(await redis.hgetall(listeners_key(customer_id)), event_name)  # type: ignore[misc]
 
 
-async def listener_indexes(redis: Redis, customer_ids: list[str]) -> dict[str, dict[bytes, bytes]]:
-    """Each customer's listener index (see ``listening_in``), read in one round trip."""
+async def listener_indexes(redis: Redis, customer_ids: list[str], *,
+                           also_get: str) -> tuple[bytes | None, dict[str, dict[bytes, bytes]]]:  # fmt: skip
+    """Each customer's listener index (see ``listening_in``), and one more key's value, in one round trip.
+
+    Returns:
+        The value of ``also_get``, and the indexes by customer id.
+    """
     pipe = redis.pipeline(transaction=False)
+    pipe.get(also_get)
     for customer_id in customer_ids:
         pipe.hgetall(listeners_key(customer_id))
-    return dict(zip(customer_ids, await pipe.execute(), strict=True))
+    value, *indexes = await pipe.execute()
+    return value, dict(zip(customer_ids, indexes, strict=True))
 
 
 def listening_in(index: dict[bytes, bytes], event_name: str) -> list[str]:
