@@ -235,15 +235,30 @@ class BenchStack:
                     out[name] = cpu_seconds(proc.pid)
         return out
 
-    def waiting_confirmations(self) -> int:
-        """Customer mass-send tasks the confirmation sweep has yet to decide (read from SQLite)."""
-        with contextlib.closing(sqlite3.connect(self.data_dir / "journeys.db", timeout=30)) as db:
-            return int(db.execute("SELECT count(*) FROM messages WHERE next_check_at IS NOT NULL").fetchone()[0])
+    def unsettled_messages(self, expected: int) -> int:
+        """Messages not yet decided: missing (fewer than ``expected`` rows), in flight, or awaiting confirmation.
 
-    def settle_confirmations(self, timeout: float = 300.0) -> None:
-        """Wait until the sweep decided every waiting task, so its work counts in this path's window."""
-        wait_until(lambda: self.waiting_confirmations() == 0, timeout=timeout, interval=1.0,
-                   what="every customer mass-send task decided")  # fmt: skip
+        Read from our SQLite file: a send's row exists from its claim, is ``sending`` until
+        WeCom answered, and keeps a next check until the confirmation sweep decided it.
+        """
+        with contextlib.closing(sqlite3.connect(self.data_dir / "journeys.db", timeout=30)) as db:
+            rows, open_ = db.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'sending' OR next_check_at IS NOT NULL) FROM messages"
+            ).fetchone()
+        return max(0, expected - int(rows)) + int(open_)
+
+    def settle_confirmations(self, expected: int, timeout: float = 300.0) -> bool:
+        """Wait until all ``expected`` messages are decided, so the sweep's work counts in this path's window.
+
+        Returns:
+            False if some were still undecided after ``timeout`` seconds.
+        """
+        try:
+            wait_until(lambda: self.unsettled_messages(expected) == 0, timeout=timeout, interval=1.0,
+                       what="every message decided")  # fmt: skip
+        except TimeoutError:
+            return False
+        return True
 
     def client(self, timeout: float = 60.0) -> httpx.AsyncClient:
         """An API client with the admin key."""

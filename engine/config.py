@@ -56,8 +56,8 @@ class Settings(BaseSettings):
             runs at once.
         journeys_sql_threads: Threads per process for database calls (default: 1 on SQLite,
             8 on PostgreSQL; see ``engine.store.Store``).
-        journeys_workflow_sandbox: Run workflows in the SDK's sandbox (re-imports the
-            workflow module and proxies restricted modules for every workflow run).
+        journeys_workflow_sandbox: Run the engine's workflows in the SDK's sandbox (it
+            re-imports the workflow module and proxies restricted modules for every run).
         journeys_redis_connections: Redis connections one process opens at most; callers
             beyond them wait for a free one instead of failing.
         journeys_redis_wait_s: How long a Redis call waits for a free connection before it
@@ -100,9 +100,10 @@ class Settings(BaseSettings):
     journeys_sql_threads: int | None = Field(default=None, ge=1)
     # redis-py's own pool (100 connections since redis-py 6) raises at once when a burst
     # needs more: routing then failed under load and events waited for recovery.
-    # Journey workflows run our own interpreter, never user code: the interpreter tests and
-    # the replay tests run it in the SDK's strictest sandbox, so production skips the
-    # per-enrollment cost of one (about a quarter of the worker's CPU, bench/RESULTS.md).
+    # The engine's workflows run our own code, never user code: simulations, the interpreter
+    # and replay tests run them sandboxed and a static guard checks every path, so
+    # production skips the per-enrollment cost (about a quarter of the worker's CPU,
+    # bench/RESULTS.md; docs/architecture.md).
     journeys_workflow_sandbox: bool = False
     journeys_redis_connections: int = Field(default=64, ge=1)
     journeys_redis_wait_s: float = Field(default=30.0, gt=0)

@@ -91,7 +91,8 @@ class PlanCache:
         """(version, plan) of every active journey.
 
         Args:
-            epoch: The epoch, if the caller just read it (``read_with``); read here otherwise.
+            epoch: The epoch, if the caller just read it (as ``Dispatcher`` does, in the
+                pipeline of ``routing.listener_indexes``); read here otherwise.
         """
         if isinstance(epoch, _Unread):
             epoch = await self._redis.get(routing.PLANS_EPOCH_KEY)
@@ -183,13 +184,14 @@ class Dispatcher:
             # One customer's events in order (their enrollments see them in order); different
             # customers concurrently, so a batch costs about one round of Temporal calls.
             async with limit:
-                # The index read above serves the group's first event; later ones read it
-                # again, since the events before them may have started enrollments.
-                index = indexes.get(group[0].customer_id)
+                # The index and plans read above serve the group's first event; later ones
+                # read them again, since the events before them may have started enrollments
+                # and a journey may have been activated or paused meanwhile.
+                index, active = indexes.get(group[0].customer_id), plans
                 for row in group:
-                    known, index = index, None
+                    (known, index), (known_plans, active) = (index, None), (active, None)
                     try:
-                        outcomes[row.event_id] = await self.route(row, index=known, plans=plans)
+                        outcomes[row.event_id] = await self.route(row, index=known, plans=known_plans)
                     except Exception:  # noqa: BLE001 - the event is stored; recovery routes it later
                         log.exception("routing event %s failed; it stays queued for recovery", row.event_id)
                         outcomes[row.event_id] = None

@@ -157,10 +157,11 @@ def workflow_runner(*, sandboxed: bool) -> WorkflowRunner:
     Unsandboxed by default. The SDK's sandbox guards workflow code against
     non-determinism by importing the workflow module afresh and proxying restricted
     modules for every workflow run: about a quarter of the worker's CPU per new enrollment
-    (bench/RESULTS.md). Journey workflows run only our interpreter, never user code, and
-    the interpreter and replay tests run it in the SDK's strictest sandbox, where a clock,
-    randomness or I/O call fails the test. The interpreter keeps no module state, which is
-    what the per-run import would isolate.
+    (bench/RESULTS.md). The engine's workflows run only our code, never user code:
+    simulations, the interpreter and the replay tests run them sandboxed, where a clock,
+    randomness or I/O call in a workflow module fails the test, and a static guard
+    (tests/workflows/test_determinism_guard.py) checks every path of them and of the models
+    they import. They keep no module state, which is what the per-run import would isolate.
 
     Args:
         sandboxed: Run in the sandbox anyway (every module the workflow modules import is
