@@ -284,6 +284,14 @@ class BenchStack:
         """Everything the fake received, oldest first."""
         return list((await self.fake_state())["messages"])
 
+    async def fake_messages_since(self, since: int) -> tuple[list[dict[str, Any]], int]:
+        """Messages the fake received from the ``since``-th on, and the ``since`` for the next look."""
+        async with httpx.AsyncClient(base_url=self.fake_url, timeout=120) as c:
+            resp = await c.get("/_fake/messages", params={"since": since})
+            resp.raise_for_status()
+            data = resp.json()
+            return list(data["messages"]), int(data["received"])
+
     async def fake_state(self) -> dict[str, Any]:
         """``GET /_fake/messages``: messages, token fetches and the faults injected so far."""
         async with httpx.AsyncClient(base_url=self.fake_url, timeout=120) as c:

@@ -11,7 +11,7 @@ from dataclasses import asdict, fields
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from activities.wecom.crypto import CallbackCrypto
@@ -171,10 +171,14 @@ def create_app(state: FakeWeCom | None = None) -> FastAPI:
         return JSONResponse({"statuses": statuses, "welcome_code": code})
 
     @app.get("/_fake/messages")
-    async def messages(delivered_only: bool = False) -> JSONResponse:
+    async def messages(delivered_only: bool = False, since: int = Query(0, ge=0)) -> JSONResponse:
+        # ``received`` before the listing: a poller that passes it as the next ``since`` may see
+        # a message twice, never miss one. Polling with ``since`` keeps a long run's polls small.
+        received = fake.received()
         return JSONResponse(
             {
-                "messages": fake.listing(delivered_only=delivered_only),
+                "messages": fake.listing(delivered_only=delivered_only, since=since),
+                "received": received,
                 "gettoken_calls": fake.gettoken_calls,
                 "faults_injected": list(fake.faults_injected),
             }

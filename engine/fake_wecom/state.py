@@ -512,7 +512,12 @@ class FakeWeCom:
             )
         )
 
-    def listing(self, *, delivered_only: bool = False) -> list[dict[str, Any]]:
-        """Messages received, oldest first."""
+    def listing(self, *, delivered_only: bool = False, since: int = 0) -> list[dict[str, Any]]:
+        """Messages received, oldest first, from the ``since``-th one received (0-based) on."""
         with self._lock:
-            return [asdict(m) for m in self.messages if m.delivered or not delivered_only]
+            return [asdict(m) for m in self.messages[since:] if m.delivered or not delivered_only]
+
+    def received(self) -> int:
+        """How many messages were received so far (the ``since`` that lists only newer ones)."""
+        with self._lock:
+            return len(self.messages)

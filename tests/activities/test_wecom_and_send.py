@@ -679,3 +679,16 @@ async def test_a_check_wecom_does_not_answer_is_asked_again_soon_without_failing
     assert row.status == "pending_confirmation" and row.next_check_at is not None
     wait = row.next_check_at.replace(tzinfo=UTC) - utcnow()
     assert timedelta(seconds=30) < wait <= timedelta(seconds=61), "asked again after the first poll, not the backoff"
+
+
+async def test_the_fakes_listing_can_start_after_the_messages_already_seen(env: Env) -> None:
+    client = env.client()
+    for content in ("one", "two", "three"):
+        await client.add_msg_template({"external_userid": ["wm_1"], "sender": "zhangsan", "text": {"content": content}})
+    first = (await env.http.get(f"{env.server.url}/_fake/messages")).json()
+    assert [m["text"] for m in first["messages"]] == ["one", "two", "three"] and first["received"] == 3
+    await client.add_msg_template({"external_userid": ["wm_1"], "sender": "zhangsan", "text": {"content": "four"}})
+    later = (await env.http.get(f"{env.server.url}/_fake/messages", params={"since": first["received"]})).json()
+    assert [m["text"] for m in later["messages"]] == ["four"] and later["received"] == 4
+    refused = await env.http.get(f"{env.server.url}/_fake/messages", params={"since": -1})
+    assert refused.status_code == 422

@@ -7,15 +7,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+import engine.simulate
 from engine.errors import SpecError
 from engine.runtime import Runtime
 from engine.scenario import load_scenario
 from engine.simulate import compile_scenario_journeys, simulate, simulate_file
-from engine.worker import workflow_runner
+from engine.worker import build_worker
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SCENARIO = FIXTURES / "scenarios" / "paid-or-nudge.yaml"
@@ -137,15 +140,17 @@ def test_cli_exit_code_1_for_an_invalid_journey(tmp_path: Path) -> None:
     assert proc.stdout == ""
 
 
-async def test_a_rehearsal_runs_the_interpreter_in_the_sdk_sandbox(tmp_path: Path) -> None:
+async def test_a_rehearsal_runs_the_interpreter_in_the_sdk_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     # Production skips the sandbox (engine/worker.py); simulations and every language test
-    # built on them keep it, so a clock or I/O call in the interpreter fails them.
-    seen: list[bool] = []
+    # built on them keep it, so a clock or I/O call in a workflow module fails them.
+    runners: list[object] = []
 
-    async def look(rt: Runtime) -> None:
-        seen.append(isinstance(workflow_runner(sandboxed=rt.settings.journeys_workflow_sandbox),
-                               SandboxedWorkflowRunner))  # fmt: skip
+    def recording(rt: Runtime, **kwargs: Any) -> Worker:
+        worker = build_worker(rt, **kwargs)
+        runners.append(worker.config()["workflow_runner"])
+        return worker
 
+    monkeypatch.setattr(engine.simulate, "build_worker", recording)
     scenario = load_scenario(SCENARIO)
-    await simulate(scenario, compile_scenario_journeys(scenario, SCENARIO.parent), at_end=look)
-    assert seen == [True]
+    await simulate(scenario, compile_scenario_journeys(scenario, SCENARIO.parent))
+    assert len(runners) == 1 and isinstance(runners[0], SandboxedWorkflowRunner)
