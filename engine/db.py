@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,36 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
             cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            _use_wal(cur)
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
     migrate(engine)
     return engine
+
+
+#: How long a new SQLite connection keeps asking to switch the file to WAL while another holds it.
+WAL_SWITCH_WAIT_S = 30.0
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the SQLite file in WAL mode, waiting while another connection is switching it.
+
+    Switching the journal mode answers "database is locked" at once, without SQLite's busy
+    handler, when another connection holds the file: the API and the worker starting
+    together on a new file failed that way about one start in seven (test_store). Once a
+    file is in WAL mode the switch is a no-op and never waits.
+    """
+    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 MIGRATIONS = Path(__file__).with_name("migrations")
