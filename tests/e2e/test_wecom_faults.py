@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from engine.compiler import compile_text
 from engine.dispatch import Dispatcher, IncomingEvent
@@ -153,13 +153,22 @@ steps:
     async def sweep_status() -> WorkflowExecutionStatus | None:
         return (await rt.temporal.get_workflow_handle(sweep_id).describe()).status
 
+    async def sweep_run() -> str:
+        # The send logs its task before it starts the sweep: the sweep may not exist yet.
+        try:
+            return (await rt.temporal.get_workflow_handle(sweep_id).describe()).run_id or ""
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return ""
+
     try:
         fake.config.auto_confirm = False
         dispatcher = Dispatcher(rt.store, rt.redis, rt.temporal, task_queue=queue)
         async with build_worker(rt):
             await post(0)
             await eventually(log, until=lambda rows: len(rows) == 1)
-            first_run = (await rt.temporal.get_workflow_handle(sweep_id).describe()).run_id or ""
+            first_run = await eventually(sweep_run, until=bool)
             await eventually(lambda: rt.redis.exists(promise_key(queue)), until=bool)  # a round promised another
             for n in range(1, 20):
                 await post(n)
