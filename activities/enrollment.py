@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any, overload
 
@@ -14,7 +15,7 @@ from engine.emitter import EngineEvents
 from engine.errors import JourneyError
 from engine.history import event_counter
 from engine.lifecycle import Gate, check_gate, read_gate
-from engine.models import EnrollmentRow
+from engine.models import EnrollmentRow, EventRow
 from engine.store import Store
 from rules import RuleError
 from rules import cache as rule_cache
@@ -55,41 +56,54 @@ class EnrollmentActivities:
         ``trigger.when`` was checked when the event was routed. The enrollment is recorded
         exactly once per trigger event.
         """
-        # The journey's status from its Redis gate (SQL only if Redis lost it), not a SQL
-        # read per enrollment.
-        try:
-            status: str | None = (await read_gate(self._redis, self._store, inp.journey_id)).status
-        except JourneyError:
-            status = None
         row = EnrollmentRow(
             enrollment_id=inp.enrollment_id, workflow_id=inp.workflow_id, journey_id=inp.journey_id,
             version=inp.version, customer_id=inp.customer_id, key=inp.key,
             trigger_event_id=inp.trigger_event_id, entered_at=datetime.fromisoformat(inp.entered_at),
         )  # fmt: skip
-        refused, recorded = await self._store.offload(self._check_and_record, inp, status, row)
+        # The journey's status from its Redis gate (SQL only if Redis lost it), not a SQL read
+        # per enrollment; whether anything listens to journey.entered at the same time.
+        status, entered = await asyncio.gather(
+            self._status(inp.journey_id),
+            self._events.prepare(
+                event_id=f"{inp.enrollment_id}:entered",
+                customer_id=inp.customer_id,
+                name="journey.entered",
+                at=row.entered_at,
+                properties=_props(
+                    inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id, key=inp.key
+                ),  # fmt: skip
+            ),
+        )
+        refused, recorded = await self._store.offload(self._check_and_record, inp, status, row, entered)
         if refused is not None:
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
             return AdmitResult(admitted=False, reason=refused)
-        if not recorded:
+        if recorded is False:
             # The same trigger event was routed twice (e.g. recovered after a crash).
             return AdmitResult(admitted=False, reason="duplicate_trigger")
         await routing.add_active(
             self._redis, inp.customer_id, inp.workflow_id, inp.listens if inp.listens is not None else ["*"]
         )
-        metrics.ENROLLED.labels(inp.journey_id).inc()
-        await self._events.emit(
-            event_id=f"{inp.enrollment_id}:entered", customer_id=inp.customer_id, name="journey.entered",
-            at=row.entered_at,
-            properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id, key=inp.key),
-        )  # fmt: skip
+        if recorded:  # else a retry: the first attempt stored the event (recovery routes it if need be)
+            metrics.ENROLLED.labels(inp.journey_id).inc()
+            await self._events.stored(entered, new=True)
         return AdmitResult(admitted=True)
 
-    def _check_and_record(self, inp: AdmitInput, status: str | None, row: EnrollmentRow) -> tuple[str | None, bool]:
-        """(refusal reason or None, whether the enrollment row was recorded), in one thread trip."""
+    async def _status(self, journey_id: str) -> str | None:
+        try:
+            return (await read_gate(self._redis, self._store, journey_id)).status
+        except JourneyError:
+            return None
+
+    def _check_and_record(
+        self, inp: AdmitInput, status: str | None, row: EnrollmentRow, entered: EventRow
+    ) -> tuple[str | None, bool | None]:
+        """(refusal reason or None, ``Store.admit``'s answer), in one thread trip and one commit."""
         refused = self._check(inp, status)
         if refused is not None:
             return refused, False
-        return None, self._store.admit(row)
+        return None, self._store.admit(row, entered)
 
     def _check(self, inp: AdmitInput, status: str | None) -> str | None:
         if status != "active":
@@ -157,21 +171,25 @@ async def record_finish(store: Store, redis: Redis, events: EngineEvents | None,
     Idempotent: a retry neither moves a counter nor emits twice. The ``FINISH`` activity and
     the last step's send (``SendInput.finish``) both record through here.
     """
-    await store.offload(
+    at = datetime.fromisoformat(inp.at)
+    exited = None
+    if inp.status == "exited" and events is not None:
+        # Stored with the end it reports: one commit, and no end without its event.
+        exited = await events.prepare(
+            event_id=f"{inp.enrollment_id}:exited", customer_id=inp.customer_id, name="journey.exited", at=at,
+            properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id,
+                              exit_reason=inp.exit_reason),  # fmt: skip
+        )  # fmt: skip
+    stored = await store.offload(
         store.finish_enrollment, inp.enrollment_id, status=inp.status, exit_reason=inp.exit_reason,
-        at=datetime.fromisoformat(inp.at), path=inp.path, arm=inp.arm, counts=count_batch(inp.tally),
+        at=at, path=inp.path, arm=inp.arm, counts=count_batch(inp.tally), exited=exited,
     )  # fmt: skip
     if inp.status != "exited":
         return
     metrics.EXITED.labels(inp.journey_id, inp.exit_reason or "unknown").inc()
     await routing.remove_active(redis, inp.customer_id, inp.workflow_id)
-    if events is not None:
-        await events.emit(
-            event_id=f"{inp.enrollment_id}:exited", customer_id=inp.customer_id, name="journey.exited",
-            at=datetime.fromisoformat(inp.at),
-            properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id,
-                              exit_reason=inp.exit_reason),  # fmt: skip
-        )  # fmt: skip
+    if events is not None and exited is not None:
+        await events.stored(exited, new=stored)
 
 
 def record_tally(store: Store, batch: TallyInput) -> bool:

@@ -139,17 +139,7 @@ class Dispatcher:
             unreachable) is ``deferred``: it is stored, and ``recover`` routes it later.
         """
         received = utcnow()
-        rows = [
-            EventRow(
-                event_id=e.event_id,
-                customer_id=e.customer_id,
-                name=e.name,
-                properties=e.properties,
-                timestamp=(e.timestamp or self.now()).astimezone(UTC),
-                received_at=received,
-            )
-            for e in events
-        ]
+        rows = [self.event_row(e, received) for e in events]
         indexes: dict[str, dict[bytes, bytes]] = {}
         plans: list[tuple[int, JourneyPlan]] | None = None
         if not route_in_background:
@@ -211,6 +201,39 @@ class Dispatcher:
         if routed:  # engine events nothing listens to were stored dispatched: no thread trip
             await self._store.offload(self._store.mark_dispatched, routed)
         return results
+
+    def event_row(self, event: IncomingEvent, received: datetime) -> EventRow:
+        """The row that stores ``event`` (received at ``received``), not yet dispatched."""
+        return EventRow(
+            event_id=event.event_id,
+            customer_id=event.customer_id,
+            name=event.name,
+            properties=event.properties,
+            timestamp=(event.timestamp or self.now()).astimezone(UTC),
+            received_at=received,
+        )
+
+    async def mark_idle(self, rows: list[EventRow]) -> None:
+        """Mark dispatched the rows nothing listens to, before the caller stores them itself.
+
+        For engine events stored in the same transaction as the change they report (see
+        ``EngineEvents.prepare``); the others go to ``route_stored`` once committed.
+        """
+        idle, _, _ = await self._idle(rows)
+        for row, is_idle in zip(rows, idle, strict=True):
+            if is_idle:
+                row.dispatched_at = row.received_at
+
+    async def route_stored(self, rows: list[EventRow]) -> None:
+        """Route rows a caller stored itself, and mark them dispatched.
+
+        Never raises: a row whose routing or marking failed stays undispatched, and
+        ``recover`` routes it later, as for an event ``accept`` deferred.
+        """
+        try:
+            await self._route_rows(rows)
+        except Exception:  # noqa: BLE001 - see above
+            log.exception("marking events %s dispatched failed; recovery routes them", [r.event_id for r in rows])
 
     async def _idle(
         self, rows: list[EventRow]

@@ -10,7 +10,10 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
+from engine import metrics
 from engine.dispatch import ENGINE_EVENTS, Dispatcher, IncomingEvent
+from engine.models import EventRow
+from engine.store import utcnow
 
 __all__ = ["ENGINE_EVENTS", "EngineEvents"]
 
@@ -48,6 +51,29 @@ class EngineEvents:
             self._writer = asyncio.create_task(self._write())
         # Shielded: a cancelled activity must not cancel the batch other emits are waiting on.
         await asyncio.shield(done)
+
+    async def prepare(self, *, event_id: str, customer_id: str, name: str, at: datetime,
+                      properties: dict[str, Any]) -> EventRow:  # fmt: skip
+        """An engine event as a row the caller stores in the transaction of the change it reports.
+
+        One commit instead of two, and the event cannot be lost between them. The row is
+        marked dispatched when nothing listens to it (most engine events); the caller hands
+        it to ``stored`` once committed.
+        """
+        event = IncomingEvent(event_id=event_id, customer_id=customer_id, name=name, properties=properties,
+                              timestamp=at)  # fmt: skip
+        row = self._dispatcher.event_row(event, utcnow())
+        await self._dispatcher.mark_idle([row])
+        return row
+
+    async def stored(self, row: EventRow, *, new: bool) -> None:
+        """After the caller committed ``row`` (``new``: not a duplicate id): count it, route it if it must be.
+
+        Never raises: an event whose routing failed is stored, and recovery routes it.
+        """
+        metrics.EVENTS.labels("new" if new else "duplicate").inc()
+        if new and row.dispatched_at is None:
+            await self._dispatcher.route_stored([row])
 
     async def _write(self) -> None:
         while self._pending:

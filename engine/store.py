@@ -335,14 +335,8 @@ class Store:
 
     def insert_events(self, events: Sequence[EventRow]) -> list[bool]:
         """Durably record events. Returns, per event, True if new, False if a duplicate id."""
-        results: list[bool] = []
-        table = EventRow.__table__  # type: ignore[attr-defined]
         with self._connect() as conn:
-            stmt = statements_for(conn).insert_event
-            for ev in events:
-                # ON CONFLICT DO NOTHING instead of catching the unique violation: a rollback
-                # would also undo the batch's earlier events, already reported as accepted.
-                results.append(conn.execute(stmt, _values(ev, table)).first() is not None)
+            results = [_insert_event(conn, ev) for ev in events]
             conn.commit()
         return results
 
@@ -450,26 +444,36 @@ class Store:
             found = s.exec(q.order_by(col(EnrollmentRow.entered_at).desc()).limit(1)).first()
             return aware(found)
 
-    def admit(self, row: EnrollmentRow) -> bool:
-        """Record an admitted enrollment. False if this trigger event already admitted one."""
+    def admit(self, row: EnrollmentRow, entered: EventRow | None = None) -> bool | None:
+        """Record an admitted enrollment, with the event that says so in the same transaction.
+
+        Returns:
+            True when recorded now (and ``entered`` with it), None when this run recorded
+            it before (a retried admission), False when another enrollment holds this
+            trigger event.
+        """
         table = EnrollmentRow.__table__  # type: ignore[attr-defined]
         with self._connect() as conn:
             # One insert that claims both the enrollment id and the trigger event.
             if conn.execute(statements_for(conn).admit_enrollment, _values(row, table)).first() is None:
-                # Either the same run retried its admission activity (True) or another
-                # enrollment holds this trigger event (False).
                 found = select(table.c.enrollment_id).where(table.c.enrollment_id == row.enrollment_id)
-                return conn.execute(found).first() is not None
+                return None if conn.execute(found).first() is not None else False
             bump(conn, [(CounterKey(row.journey_id, row.version, counters.ENROLLED), 1)])
+            if entered is not None:
+                _insert_event(conn, entered)
             conn.commit()
             return True
 
     def finish_enrollment(self, enrollment_id: str, *, status: str, exit_reason: str | None, at: datetime,
                           path: list[str] | None = None, arm: str | None = None,
-                          counts: CountBatch | None = None) -> None:  # fmt: skip
+                          counts: CountBatch | None = None, exited: EventRow | None = None) -> bool:  # fmt: skip
         """Record how an enrollment ended (or that it needs attention), with its path and arm.
 
-        ``counts`` (the last step counts) are added in the same transaction, once per their key.
+        ``counts`` (the last step counts) are added in the same transaction, once per their
+        key, and so is ``exited``, the event that says so, when the status is ``exited``.
+
+        Returns:
+            Whether ``exited`` was stored now (False: not given, or stored before).
         """
         values: dict[str, Any] = {"w_id": enrollment_id, "status": status, "exit_reason": exit_reason,
                                   "exited_at": at if status == "exited" else None}  # fmt: skip
@@ -483,11 +487,13 @@ class Store:
             stmt = sql.exit_enrollment if status == "exited" else sql.finish_enrollment
             changed = conn.execute(stmt, values).first()
             if changed is not None and status == "exited":
-                exited = CounterKey(changed.journey_id, changed.version, counters.EXITED, "", exit_reason or "")
-                bump(conn, [(exited, 1)])
+                exits = CounterKey(changed.journey_id, changed.version, counters.EXITED, "", exit_reason or "")
+                bump(conn, [(exits, 1)])
             if counts is not None:
                 _claim_counts(conn, counts)
+            stored = exited is not None and status == "exited" and _insert_event(conn, exited)
             conn.commit()
+            return stored
 
     def mark_converted(self, enrollment_id: str, *, at: datetime, arms: dict[str, str] | None = None) -> None:
         """Record an enrollment's goal conversion (first one wins), counted for it and its split arms."""
@@ -802,6 +808,16 @@ def _values(row: Any, table: Any) -> dict[str, Any]:
     """A row object's column values for a Core insert (an unset autoincrement id left out)."""
     values = {c.name: getattr(row, c.name) for c in table.columns}
     return {name: v for name, v in values.items() if v is not None or not table.c[name].primary_key}
+
+
+def _insert_event(conn: Connection, event: EventRow) -> bool:
+    """Store one event in ``conn``'s transaction. False if its id was stored before.
+
+    ON CONFLICT DO NOTHING instead of catching the unique violation: a rollback would also
+    undo the transaction's earlier writes (a batch's events already reported as accepted).
+    """
+    table = EventRow.__table__  # type: ignore[attr-defined]
+    return conn.execute(statements_for(conn).insert_event, _values(event, table)).first() is not None
 
 
 def _ensure_customer(s: Executor, customer_id: str) -> dict[str, Any]:

@@ -534,6 +534,12 @@ async def test_engine_events_chain_journeys(tmp_path: Path) -> None:
         steps:
           - send: {channel: wecom.app, to: ops, text: "converted {{ trigger.journey }}"}
         """,
+            "on-entered": """
+        journey: on-entered
+        trigger: {event: journey.entered, when: event.journey == "first"}
+        steps:
+          - send: {channel: wecom.app, to: ops, text: "entered {{ trigger.journey }}"}
+        """,
         },
         """
         events:
@@ -545,6 +551,6 @@ async def test_engine_events_chain_journeys(tmp_path: Path) -> None:
     )
     texts = sorted((s["customer"], s["text"]) for s in result["sends"])
     assert texts == [
-        ("a", "first done"), ("a", "hello"), ("a", "saw hello"),
-        ("b", "converted first"), ("b", "hello"), ("b", "saw hello"),
+        ("a", "entered first"), ("a", "first done"), ("a", "hello"), ("a", "saw hello"),
+        ("b", "converted first"), ("b", "entered first"), ("b", "hello"), ("b", "saw hello"),
     ]  # fmt: skip

@@ -15,6 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from engine import counters
@@ -164,7 +165,7 @@ def test_enrollments_and_their_counters(store: Store) -> None:
     assert store.admit(enrollment(1)) and store.admit(enrollment(2))
     duplicate = enrollment(3)
     duplicate.trigger_event_id = "t1"
-    assert not store.admit(duplicate), "one enrollment per trigger event"
+    assert store.admit(duplicate) is False, "one enrollment per trigger event"
     for _ in range(2):  # the finish activity may run twice: counted once
         store.finish_enrollment("enr1", status="exited", exit_reason="completed", at=utcnow(), path=["a"], arm="x")
     store.finish_enrollment("enr2", status="needs_attention", exit_reason=None, at=utcnow())
@@ -250,9 +251,46 @@ def test_a_send_claims_its_attempt_and_carried_counts_in_one_transaction(store: 
 
 
 def test_a_retried_admission_is_the_same_enrollment(store: Store) -> None:
-    assert store.admit(enrollment(1))
-    assert store.admit(enrollment(1)), "the same run retried its admission activity"
+    assert store.admit(enrollment(1)) is True
+    assert store.admit(enrollment(1)) is None, "the same run retried its admission activity"
     assert {c.metric: c.value for c in store.counters("shop")} == {counters.ENROLLED: 1}
+
+
+def engine_event(event_id: str, name: str) -> EventRow:
+    return EventRow(event_id=event_id, customer_id="c1", name=name, properties={}, timestamp=utcnow(),
+                    received_at=utcnow())  # fmt: skip
+
+
+def stored_events(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        return sorted(r.event_id for r in conn.execute(text("select event_id from events")))
+
+
+def test_admission_and_exit_store_their_events_in_their_own_transaction(store: Store) -> None:
+    assert store.admit(enrollment(1), engine_event("enr1:entered", "journey.entered")) is True
+    assert store.admit(enrollment(1), engine_event("enr1:entered", "journey.entered")) is None, "a retry"
+    duplicate = enrollment(2)
+    duplicate.trigger_event_id = "t1"
+    assert store.admit(duplicate, engine_event("enr2:entered", "journey.entered")) is False
+    assert stored_events(store) == ["enr1:entered"], "the refused admission stored no event"
+    exited = engine_event("enr1:exited", "journey.exited")
+    assert not store.finish_enrollment("enr1", status="needs_attention", exit_reason=None, at=utcnow(),
+                                       exited=exited), "not an exit: no exit event"  # fmt: skip
+    assert store.finish_enrollment("enr1", status="exited", exit_reason="completed", at=utcnow(), exited=exited)
+    assert not store.finish_enrollment("enr1", status="exited", exit_reason="completed", at=utcnow(),
+                                       exited=exited), "a retry stores it once"  # fmt: skip
+    assert stored_events(store) == ["enr1:entered", "enr1:exited"]
+
+
+def test_an_admission_whose_event_cannot_be_stored_is_not_recorded(store: Store) -> None:
+    # The event and the enrollment commit together: an admission never exists without its event.
+    broken = engine_event("enr1:entered", "journey.entered")
+    broken.name = None  # type: ignore[assignment]  # violates NOT NULL
+    with pytest.raises(IntegrityError):
+        store.admit(enrollment(1), broken)
+    with pytest.raises(NotFoundError):
+        store.get_enrollment("enr1")
+    assert store.admit(enrollment(1), engine_event("enr1:entered", "journey.entered")) is True
 
 
 def test_keys_and_audit(store: Store) -> None:
