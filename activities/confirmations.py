@@ -178,14 +178,23 @@ class ConfirmationActivities:
         return statuses.get(external_userid, 0)
 
     async def _record(self, row: MessageRow, msgid: str, outcome: str, reason: str | None) -> None:
-        await self._store.offload(self._store.set_send_status, row.idempotency_key, status=outcome, reason=reason)
+        """Log the task's outcome with the event that announces it (one commit), then route the event.
+
+        Together, because once the outcome is logged nothing checks the task again: an event
+        emitted after it would be lost with a crash in between.
+        """
+        event = None
         if self._events is not None:
             name = "message.sent" if outcome == "sent" else "message.failed"
-            await self._events.emit(
+            event = await self._events.prepare(
                 event_id=f"{row.idempotency_key}:{name}", customer_id=row.customer_id, name=name, at=row.at,
                 properties={"journey": row.journey_id, "version": row.version, "enrollment_id": row.enrollment_id,
                             "step": row.step_id, "channel": row.channel, "msgid": msgid, "reason": reason},
             )  # fmt: skip
+        stored = await self._store.offload(self._store.set_send_status, row.idempotency_key, status=outcome,
+                                           reason=reason, event=event)  # fmt: skip
+        if self._events is not None and event is not None:
+            await self._events.stored(event, new=stored)
 
     @activity.defn(name=TRACK_MASS_SEND)
     async def track(self, inp: TrackInput, expired: bool) -> TrackResult:

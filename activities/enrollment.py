@@ -16,7 +16,7 @@ from engine.errors import JourneyError
 from engine.history import event_counter
 from engine.lifecycle import Gate, check_gate, read_gate
 from engine.models import EnrollmentRow, EventRow
-from engine.store import Store
+from engine.store import EnrollmentEnd, Store
 from rules import RuleError
 from rules import cache as rule_cache
 from workflows.messages import (
@@ -168,9 +168,20 @@ async def record_finish(store: Store, redis: Redis, events: EngineEvents | None,
     """Record an enrollment's state with its last step counts (and, once it exited, say so).
 
     An enrollment that exited leaves the listener index and emits ``journey.exited``.
-    Idempotent: a retry neither moves a counter nor emits twice. The ``FINISH`` activity and
-    the last step's send (``SendInput.finish``) both record through here.
+    Idempotent: a retry neither moves a counter nor emits twice. The ``FINISH`` activity
+    records through here; the last step's send records the same end with its outcome
+    (``prepare_end``, ``Store.finish_send``, ``announce_end``).
     """
+    end = await prepare_end(events, inp)
+    stored = await store.offload(
+        store.finish_enrollment, end.enrollment_id, status=end.status, exit_reason=end.exit_reason, at=end.at,
+        path=end.path, arm=end.arm, counts=end.counts, exited=end.exited,
+    )  # fmt: skip
+    await announce_end(redis, events, inp, end, stored=stored)
+
+
+async def prepare_end(events: EngineEvents | None, inp: FinishInput) -> EnrollmentEnd:
+    """The end ``inp`` reports, ready to store, with its ``journey.exited`` event once it exited."""
     at = datetime.fromisoformat(inp.at)
     exited = None
     if inp.status == "exited" and events is not None:
@@ -180,16 +191,22 @@ async def record_finish(store: Store, redis: Redis, events: EngineEvents | None,
             properties=_props(inp.journey_id, inp.version, inp.enrollment_id, workflow_id=inp.workflow_id,
                               exit_reason=inp.exit_reason),  # fmt: skip
         )  # fmt: skip
-    stored = await store.offload(
-        store.finish_enrollment, inp.enrollment_id, status=inp.status, exit_reason=inp.exit_reason,
-        at=at, path=inp.path, arm=inp.arm, counts=count_batch(inp.tally), exited=exited,
-    )  # fmt: skip
+    return EnrollmentEnd(inp.enrollment_id, status=inp.status, exit_reason=inp.exit_reason, at=at, path=inp.path,
+                         arm=inp.arm, counts=count_batch(inp.tally), exited=exited)  # fmt: skip
+
+
+async def announce_end(redis: Redis, events: EngineEvents | None, inp: FinishInput, end: EnrollmentEnd, *,
+                       stored: bool) -> None:  # fmt: skip
+    """After ``end`` was committed: an enrollment that exited leaves the index and its event is routed.
+
+    ``stored``: whether its ``exited`` event was stored now (not by an earlier attempt).
+    """
     if inp.status != "exited":
         return
     metrics.EXITED.labels(inp.journey_id, inp.exit_reason or "unknown").inc()
     await routing.remove_active(redis, inp.customer_id, inp.workflow_id)
-    if events is not None and exited is not None:
-        await events.stored(exited, new=stored)
+    if events is not None and end.exited is not None:
+        await events.stored(end.exited, new=stored)
 
 
 def record_tally(store: Store, batch: TallyInput) -> bool:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import Delivered, DeliveryError, Rendered, WebhookSender, customer_payload, deliver, render
-from activities.enrollment import count_batch, gate_state, record_finish
+from activities.enrollment import announce_end, count_batch, gate_state, prepare_end, record_finish
 from activities.policy import CapLedger, opted_out, quiet_until
 from activities.reconcile import find_mass_send
 from activities.steps import customer_zone
@@ -20,8 +21,8 @@ from engine import metrics
 from engine.counters import CountBatch
 from engine.emitter import EngineEvents
 from engine.lifecycle import check_gate, read_gate
-from engine.models import MessageRow
-from engine.store import Store, aware, utcnow
+from engine.models import EventRow, MessageRow
+from engine.store import EnrollmentEnd, SendRecorded, Store, aware, utcnow
 from rules import RuleError
 from workflows.messages import SEND, FinishInput, SendInput, SendResult
 
@@ -60,11 +61,11 @@ class SendActivities:
         """Deliver one message and emit ``message.sent`` or ``message.failed``.
 
         Raises:
-            ApplicationError: Non-retryable for permanent failures (see ``deliver_once``).
+            ApplicationError: Non-retryable for permanent failures (see ``_deliver``).
             WeComError: Retryable WeCom or transport failures, left to Temporal's retries.
         """
         try:
-            result = await self.deliver_once(inp)
+            result, settled = await self._deliver(inp)
         except ApplicationError as exc:
             metrics.SENDS.labels(inp.channel, "retry" if not exc.non_retryable else "failed", exc.type or "").inc()
             if exc.non_retryable:
@@ -76,12 +77,15 @@ class SendActivities:
         if result.status == "held":
             return result  # not a send (yet): neither counted nor announced
         metrics.SENDS.labels(inp.channel, result.status, result.reason or "").inc()
-        if result.status == "sent":
+        if result.status == "sent" and not settled.announced:
             await self._emit(inp, "message.sent", {"msgid": result.msgid})
         elif result.status == "failed":
             await self._emit(inp, "message.failed", {"reason": result.reason})
         if inp.finish is not None and result.status != "deferred":
-            result.finished = await self._finish_enrollment(inp.finish)
+            if settled.finished is not None:
+                result.finished = settled.finished
+            else:
+                result.finished = await self._finish_enrollment(inp.finish)
         return result
 
     async def _finish_enrollment(self, finish: FinishInput) -> bool:
@@ -101,16 +105,14 @@ class SendActivities:
     async def _emit(self, inp: SendInput, name: str, extra: dict[str, Any]) -> None:
         if self._events is None:
             return
-        await self._events.emit(
-            event_id=f"{idempotency_key(inp)}:{name}", customer_id=inp.customer_id, name=name,
-            at=datetime.fromisoformat(inp.now),
-            properties={"journey": inp.journey_id, "version": inp.version, "enrollment_id": inp.enrollment_id,
-                        "workflow_id": activity.info().workflow_id, "step": inp.step_id, "channel": inp.channel,
-                        **extra},
-        )  # fmt: skip
+        await self._events.emit(**_event_fields(inp, name, extra))
 
-    async def deliver_once(self, inp: SendInput) -> SendResult:
+    async def _deliver(self, inp: SendInput) -> tuple[SendResult, _Settled]:
         """Apply the delivery policy, render for the fresh profile, deliver, log the outcome.
+
+        Returns:
+            The outcome, and what was recorded with it (a delivered message's
+            ``message.sent`` and, after the last step, the enrollment's end).
 
         Raises:
             ApplicationError: Non-retryable for permanent failures (bad template, WeCom
@@ -122,7 +124,7 @@ class SendActivities:
         if inp.gate:
             held = await self._hold_if_closed(inp, key, counts)
             if held is not None:
-                return held
+                return held, _UNSETTLED
         # Policies govern proactive marketing messages to the customer (§6a.5), nothing else.
         governed = inp.category == "marketing" and inp.customer_facing
         # An ungoverned send claims its attempt, with the step counts it carries, in the same
@@ -141,19 +143,20 @@ class SendActivities:
             if earlier.status == "pending_confirmation" and self._confirmations is not None:
                 # The crash may have come before the sweep was signalled; signalling again is harmless.
                 await self._confirmations()
-            return SendResult(
+            recorded = SendResult(
                 status=earlier.status,
                 reason=earlier.reason,
                 msgid=(earlier.response or {}).get("msgid"),
                 recipients=list(earlier.recipients),
             )
+            return recorded, _UNSETTLED
         if inp.skip_reason:
-            return await self._skip(inp, key, inp.skip_reason, counts)
+            return await self._skip(inp, key, inp.skip_reason, counts), _UNSETTLED
         now = datetime.fromisoformat(inp.now)
         if governed:
             held = await self._apply_policy(inp, key, customer, now, counts)
             if held is not None:
-                return held
+                return held, _UNSETTLED
             await self._store.offload(self._store.begin_send, self._attempt_row(inp, key, "sending"), counts=counts)
         context = _context(inp, customer)
         try:
@@ -161,7 +164,7 @@ class SendActivities:
         except DeliveryError as exc:
             await self._give_back(governed, inp, key)
             await self._finish(key, "skipped", exc.reason, None)
-            return SendResult(status="skipped", reason=exc.reason)
+            return SendResult(status="skipped", reason=exc.reason), _UNSETTLED
         except RuleError as exc:
             await self._give_back(governed, inp, key)
             await self._finish(key, "failed", "template_error", {"error": exc.message})
@@ -188,7 +191,7 @@ class SendActivities:
             await self._give_back(governed, inp, key)
             if exc.skip:
                 await self._finish(key, "skipped", exc.reason, None, rendered)
-                return SendResult(status="skipped", reason=exc.reason)
+                return SendResult(status="skipped", reason=exc.reason), _UNSETTLED
             await self._finish(key, "failed", exc.reason, None, rendered)
             raise ApplicationError(str(exc), type="DeliveryError", non_retryable=True) from exc
         if governed and not (inp.policy and inp.policy.frequency_caps):
@@ -198,11 +201,55 @@ class SendActivities:
         if inp.channel == "wecom.customer" and delivered.msgid and self._confirmations is not None:
             # A task, not a delivery: the staff member must confirm it in the WeCom client.
             # The shared sweep checks it from its next round on (activities/confirmations.py).
-            await self._finish(key, "pending_confirmation", reason, delivered.response, rendered)
+            settled = await self._settle(inp, key, "pending_confirmation", reason, delivered, rendered)
             await self._confirmations()
-            return SendResult(status="pending_confirmation", msgid=delivered.msgid, recipients=rendered.recipients)
-        await self._finish(key, "sent", reason, delivered.response, rendered)
-        return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients)
+            result = SendResult(status="pending_confirmation", msgid=delivered.msgid, recipients=rendered.recipients)
+            return result, settled
+        settled = await self._settle(inp, key, "sent", reason, delivered, rendered)
+        return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients), settled
+
+    async def _settle(self, inp: SendInput, key: str, status: str, reason: str | None, delivered: Delivered,
+                      rendered: Rendered) -> _Settled:  # fmt: skip
+        """Log a delivered message's outcome with its ``message.sent`` and, after the last step, the end.
+
+        One commit for the three instead of three (thread trips and commits are most of a
+        busy worker, bench/RESULTS.md), then both events are routed. Should the shared
+        transaction fail, the outcome is logged alone as before and the event and the end
+        are left to ``send`` and the workflow: the message is out, and its log must not
+        wait on them.
+        """
+        event, end = await asyncio.gather(self._sent_event(inp, status, delivered), self._end(inp))
+        if event is None and end is None:
+            await self._finish(key, status, reason, delivered.response, rendered)
+            return _UNSETTLED
+        try:
+            recorded = await self._finish(key, status, reason, delivered.response, rendered, event=event, end=end)
+        except Exception:  # noqa: BLE001 - the outcome is logged alone below (or that raises)
+            activity.logger.warning("send %s: logging the outcome with its event and end failed; logging it alone",
+                                    key, exc_info=True)  # fmt: skip
+            await self._finish(key, status, reason, delivered.response, rendered)
+            return _UNSETTLED
+        if event is not None and self._events is not None:
+            await self._events.stored(event, new=recorded.event)
+        if end is None or inp.finish is None:
+            return _Settled(announced=event is not None, finished=None)
+        try:
+            await announce_end(self._wecom.redis, self._events, inp.finish, end, stored=recorded.exited)
+        except Exception:  # noqa: BLE001 - handed back to the workflow, as in _finish_enrollment
+            activity.logger.warning("send: announcing the end of enrollment %s failed; the workflow records it",
+                                    inp.enrollment_id, exc_info=True)  # fmt: skip
+            return _Settled(announced=event is not None, finished=False)
+        return _Settled(announced=event is not None, finished=True)
+
+    async def _sent_event(self, inp: SendInput, status: str, delivered: Delivered) -> EventRow | None:
+        """The ``message.sent`` a delivery announces, ready to store (None: a task waiting for confirmation)."""
+        if status != "sent" or self._events is None:
+            return None
+        return await self._events.prepare(**_event_fields(inp, "message.sent", {"msgid": delivered.msgid}))
+
+    async def _end(self, inp: SendInput) -> EnrollmentEnd | None:
+        """The end the last step's send records, ready to store."""
+        return None if inp.finish is None else await prepare_end(self._events, inp.finish)
 
     async def _hold_if_closed(self, inp: SendInput, key: str, counts: CountBatch | None) -> SendResult | None:
         """``held`` when the journey is paused or archived and this step visit has not begun.
@@ -300,9 +347,10 @@ class SendActivities:
 
     async def _finish(
         self, key: str, status: str, reason: str | None, response: dict[str, Any] | None, rendered: Any = None,
-        expect: tuple[str, str | None] = ("sending", None),
-    ) -> None:  # fmt: skip
-        await self._store.offload(
+        expect: tuple[str, str | None] = ("sending", None), event: EventRow | None = None,
+        end: EnrollmentEnd | None = None,
+    ) -> SendRecorded:  # fmt: skip
+        return await self._store.offload(
             self._store.finish_send,
             key,
             status=status,
@@ -312,7 +360,33 @@ class SendActivities:
             recipients=rendered.recipients if rendered else None,
             sender=rendered.sender if rendered else None,
             expect=expect,
+            event=event,
+            end=end,
         )
+
+
+class _Settled(NamedTuple):
+    """What a delivery recorded with its outcome."""
+
+    #: Its ``message.sent`` was stored (and routed) with the outcome.
+    announced: bool
+    #: The enrollment's end the send carries: recorded (True), handed back to the workflow
+    #: (False), or not recorded here (None: ``send`` records it).
+    finished: bool | None
+
+
+_UNSETTLED = _Settled(announced=False, finished=None)
+
+
+def _event_fields(inp: SendInput, name: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """The fields of the engine event ``name`` about this send (``EngineEvents.emit`` / ``prepare``)."""
+    return {
+        "event_id": f"{idempotency_key(inp)}:{name}", "customer_id": inp.customer_id, "name": name,
+        "at": datetime.fromisoformat(inp.now),
+        "properties": {"journey": inp.journey_id, "version": inp.version, "enrollment_id": inp.enrollment_id,
+                       "workflow_id": activity.info().workflow_id, "step": inp.step_id, "channel": inp.channel,
+                       **extra},
+    }  # fmt: skip
 
 
 def _context(inp: SendInput, customer: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,9 @@ import contextvars
 import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, delete, func, update
 from sqlalchemy.engine import Engine
@@ -475,23 +476,10 @@ class Store:
         Returns:
             Whether ``exited`` was stored now (False: not given, or stored before).
         """
-        values: dict[str, Any] = {"w_id": enrollment_id, "status": status, "exit_reason": exit_reason,
-                                  "exited_at": at if status == "exited" else None}  # fmt: skip
-        if path is not None:
-            values["path"] = list(path)
-        if arm is not None:
-            values["arm"] = arm
+        end = EnrollmentEnd(enrollment_id, status=status, exit_reason=exit_reason, at=at, path=path, arm=arm,
+                            counts=counts, exited=exited)  # fmt: skip
         with self._connect() as conn:
-            sql = statements_for(conn)
-            # Only the first exit moves the counter (a conditional update: see the statement).
-            stmt = sql.exit_enrollment if status == "exited" else sql.finish_enrollment
-            changed = conn.execute(stmt, values).first()
-            if changed is not None and status == "exited":
-                exits = CounterKey(changed.journey_id, changed.version, counters.EXITED, "", exit_reason or "")
-                bump(conn, [(exits, 1)])
-            if counts is not None:
-                _claim_counts(conn, counts)
-            stored = exited is not None and status == "exited" and _insert_event(conn, exited)
+            stored = _record_end(conn, end)
             conn.commit()
             return stored
 
@@ -646,9 +634,17 @@ class Store:
             conn.commit()
             return earlier, profile
 
-    def set_send_status(self, idempotency_key: str, *, status: str, reason: str | None) -> None:
-        """Record the final outcome of an attempt that was waiting (a confirmed mass send)."""
-        self._move_message(idempotency_key, status, reason, {}, expect=("pending_confirmation", None))
+    def set_send_status(self, idempotency_key: str, *, status: str, reason: str | None,
+                        event: EventRow | None = None) -> bool:  # fmt: skip
+        """Record the final outcome of an attempt that was waiting (a confirmed mass send).
+
+        ``event`` (the ``message.sent`` or ``message.failed`` it announces) is stored in the
+        same transaction, so that a decided task never lacks its event. Returns whether
+        ``event`` was stored now.
+        """
+        moved = self._move_message(idempotency_key, status, reason, {}, expect=("pending_confirmation", None),
+                                   event=event)  # fmt: skip
+        return moved.event
 
     def due_confirmations(self, now: datetime, *, limit: int) -> list[MessageRow]:
         """Tasks waiting for confirmation whose next check is due, the longest due first."""
@@ -699,11 +695,16 @@ class Store:
         recipients: list[str] | None = None,
         sender: str | None = None,
         expect: tuple[str, str | None] | None = ("sending", None),
-    ) -> None:
+        event: EventRow | None = None,
+        end: EnrollmentEnd | None = None,
+    ) -> SendRecorded:
         """Record the outcome of a send attempt.
 
         ``expect`` is the (status, reason) the attempt is believed to have (by default, just
-        begun): only a hint, which saves a read when right.
+        begun): only a hint, which saves a read when right. ``event`` (the ``message.sent``
+        the outcome announces) and ``end`` (the enrollment's end, when this was its last
+        step) are stored in the same transaction: one commit for all three, and neither
+        event can exist without the outcome it reports.
         """
         fields: dict[str, Any] = {"response": response}
         if content is not None:
@@ -712,10 +713,11 @@ class Store:
             fields["recipients"] = recipients
         if sender is not None:
             fields["sender"] = sender
-        self._move_message(idempotency_key, status, reason, fields, expect=expect)
+        return self._move_message(idempotency_key, status, reason, fields, expect=expect, event=event, end=end)
 
     def _move_message(self, key: str, status: str, reason: str | None, fields: dict[str, Any], *,
-                      expect: tuple[str, str | None] | None = None) -> None:  # fmt: skip
+                      expect: tuple[str, str | None] | None = None, event: EventRow | None = None,
+                      end: EnrollmentEnd | None = None) -> SendRecorded:  # fmt: skip
         """Change a message's status (and fields), moving it between send counters in the same transaction.
 
         The update is conditional on the status and reason it read, so two concurrent
@@ -724,7 +726,7 @@ class Store:
         ``expect`` is the (status, reason) the caller believes the row has: the first try
         skips the read, and a wrong guess costs one read more. A message that comes to wait
         for confirmation is due for a check at once (the confirmation sweep); one that stops
-        waiting is due for none.
+        waiting is due for none. ``event`` and ``end`` are stored in the same transaction.
         """
         known = expect
         while True:
@@ -749,8 +751,11 @@ class Store:
                 before = CounterKey(moved.journey_id, moved.version, counters.SEND, moved.step_id,
                                     send_label(old_status, old_reason))  # fmt: skip
                 bump(conn, [(before, -1), (before._replace(label=send_label(status, reason)), 1)])
+                # In this order: the message's event before the end that follows it.
+                recorded = SendRecorded(event=event is not None and _insert_event(conn, event),
+                                        exited=end is not None and _record_end(conn, end))  # fmt: skip
                 conn.commit()
-                return
+                return recorded
 
     def purge_effects(self, *, older_than: datetime) -> int:
         """Forget effect records (idempotency keys of updates and step counts) older than the horizon.
@@ -802,6 +807,58 @@ def _message(s: Executor, key: str) -> MessageRow | None:
 
 def _send_counter(row: MessageRow) -> CounterKey:
     return CounterKey(row.journey_id, row.version, counters.SEND, row.step_id, send_label(row.status, row.reason))
+
+
+@dataclass(frozen=True)
+class EnrollmentEnd:
+    """How an enrollment ended (or that it needs attention), as ``Store.finish_enrollment`` records it.
+
+    Attributes:
+        enrollment_id: The enrollment.
+        status: ``exited`` or ``needs_attention``.
+        exit_reason: Why it exited.
+        at: When.
+        path: The steps it walked (unchanged when None).
+        arm: Its split arm (unchanged when None).
+        counts: Its last step counts, added once per their key.
+        exited: The ``journey.exited`` event, stored when the status is ``exited``.
+    """
+
+    enrollment_id: str
+    status: str
+    exit_reason: str | None
+    at: datetime
+    path: list[str] | None = None
+    arm: str | None = None
+    counts: CountBatch | None = None
+    exited: EventRow | None = None
+
+
+class SendRecorded(NamedTuple):
+    """What ``Store.finish_send`` stored besides the outcome (False: not given, or stored before)."""
+
+    event: bool
+    exited: bool
+
+
+def _record_end(conn: Connection, end: EnrollmentEnd) -> bool:
+    """Record ``end`` in ``conn``'s transaction. Whether its ``exited`` event was stored now."""
+    values: dict[str, Any] = {"w_id": end.enrollment_id, "status": end.status, "exit_reason": end.exit_reason,
+                              "exited_at": end.at if end.status == "exited" else None}  # fmt: skip
+    if end.path is not None:
+        values["path"] = list(end.path)
+    if end.arm is not None:
+        values["arm"] = end.arm
+    sql = statements_for(conn)
+    # Only the first exit moves the counter (a conditional update: see the statement).
+    stmt = sql.exit_enrollment if end.status == "exited" else sql.finish_enrollment
+    changed = conn.execute(stmt, values).first()
+    if changed is not None and end.status == "exited":
+        exits = CounterKey(changed.journey_id, changed.version, counters.EXITED, "", end.exit_reason or "")
+        bump(conn, [(exits, 1)])
+    if end.counts is not None:
+        _claim_counts(conn, end.counts)
+    return end.exited is not None and end.status == "exited" and _insert_event(conn, end.exited)
 
 
 def _values(row: Any, table: Any) -> dict[str, Any]:

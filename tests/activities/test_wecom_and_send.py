@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ import pytest_asyncio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -38,7 +39,7 @@ from engine.fake_wecom import FakeWeCom, create_app
 from engine.lifecycle import gate_key, held_key
 from engine.models import EnrollmentRow
 from engine.servers import RunningServer, serve
-from engine.store import Store, utcnow
+from engine.store import SendRecorded, Store, utcnow
 from engine.sweep_promise import SweepPromise, promise_key
 from engine.temporal import ConfirmationSweep
 from workflows.messages import EventData, FinishInput, GateState, SendInput, TallyEntry, TallyInput
@@ -510,10 +511,18 @@ async def test_carried_step_counts_count_once_whichever_way_the_send_goes(env: E
 
 
 class ExitUnrecordable(Store):
-    """A store that cannot record the end of an enrollment (the database refuses that write)."""
+    """A store that cannot record the end of an enrollment (the database refuses that write).
 
-    def finish_enrollment(self, *args: object, **kwargs: object) -> None:
+    Whether the end comes alone or with the send's outcome (which then fails with it).
+    """
+
+    def finish_enrollment(self, *args: object, **kwargs: object) -> bool:
         raise OperationalError("update enrollments", {}, Exception("database is locked"))
+
+    def finish_send(self, *args: Any, **kwargs: Any) -> SendRecorded:
+        if kwargs.get("end") is not None:
+            raise OperationalError("update enrollments", {}, Exception("database is locked"))
+        return super().finish_send(*args, **kwargs)
 
 
 async def test_the_last_send_records_the_end_of_the_enrollment_once(env: Env) -> None:
@@ -527,9 +536,20 @@ async def test_the_last_send_records_the_end_of_the_enrollment_once(env: Env) ->
                          exit_reason="completed", at="2026-11-23T02:00:01+00:00", journey_id="j", version=1,
                          path=["s1"], tally=TallyInput(enrollment_id="enr-1", journey_id="j", version=1, seq=2,
                                                        entries=[TallyEntry("step.completed", "s1")]))  # fmt: skip
-    for _ in range(2):  # the second is a retry of the same activity
+    # The statements of each commit (the listeners see every connection of the store).
+    commits: list[str] = []
+    statements: list[str] = []
+    event.listen(env.store.engine, "before_cursor_execute", lambda *a: statements.append(a[2][:30]))
+    event.listen(env.store.engine, "commit", lambda _conn: commits.append(" | ".join(statements)) or statements.clear())
+    for attempt in range(2):  # the second is a retry of the same activity
         result = await ActivityEnvironment().run(acts.send, send_input("s1", finish=finish))
         assert (result.status, result.finished) == ("sent", True)
+        if attempt == 0:
+            # The reads, the claim (a governed send claims once the policy lets it go), then
+            # one commit for the outcome, message.sent, the end and journey.exited.
+            assert len(commits) == 3, commits
+            assert "UPDATE messages" in commits[-1] and "UPDATE enrollments" in commits[-1], commits
+            assert commits[-1].count("INSERT INTO events") == 2, commits
     row = env.store.get_enrollment("enr-1")
     assert (row.status, row.exit_reason, row.path) == ("exited", "completed", ["s1"])
     assert step_counts(env.store) == {("step.completed", "s1"): 1}
@@ -539,6 +559,9 @@ async def test_the_last_send_records_the_end_of_the_enrollment_once(env: Env) ->
     assert [(name, at is not None) for name, at in exits] == [("journey.exited", True)], (
         "stored with the end, once over both attempts, dispatched (nothing listens)"
     )
+    with env.store.engine.connect() as conn:
+        sent = conn.execute(text("select count(*) from events where event_id = 'enr-1:s1:1:message.sent'")).scalar()
+    assert sent == 1
     assert len(env.fake.listing()) == 1
     # A send that cannot record the end still reports the message; the workflow records the end.
     broken = SendActivities(ExitUnrecordable(env.store.engine), env.client())

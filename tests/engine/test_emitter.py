@@ -10,6 +10,7 @@ import pytest
 
 from engine.dispatch import IncomingEvent
 from engine.emitter import EngineEvents
+from engine.models import EventRow
 
 
 class SlowDispatcher:
@@ -64,3 +65,23 @@ async def test_a_cancelled_caller_does_not_cancel_the_batch() -> None:
     with pytest.raises(asyncio.CancelledError):
         await first
     assert dispatcher.batches == [["e1", "e2"]]
+
+
+class ListenersUnreachable:
+    """Stands in for the dispatcher when Redis, which knows the listeners, does not answer."""
+
+    def event_row(self, event: IncomingEvent, received_at: datetime) -> EventRow:
+        return EventRow(event_id=event.event_id, customer_id=event.customer_id, name=event.name,
+                        properties=event.properties, timestamp=event.timestamp, received_at=received_at)  # fmt: skip
+
+    async def mark_idle(self, rows: list[EventRow]) -> None:
+        raise ConnectionError("Redis is not answering")
+
+
+async def test_a_prepared_event_whose_listeners_are_unknown_is_left_to_routing() -> None:
+    # Never raises: a send prepares its message.sent after delivering and before logging the
+    # outcome, and must not be stopped from logging it.
+    events = EngineEvents(ListenersUnreachable())  # type: ignore[arg-type]
+    row = await events.prepare(event_id="e1", customer_id="c1", name="message.sent",
+                               at=datetime(2026, 11, 23, tzinfo=UTC), properties={})  # fmt: skip
+    assert (row.event_id, row.dispatched_at) == ("e1", None), "undispatched: routed once stored, or by recovery"

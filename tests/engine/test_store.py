@@ -24,7 +24,7 @@ from engine.counters import CountBatch, CounterKey
 from engine.db import alembic_config, make_engine
 from engine.errors import JourneyStateError, NotFoundError
 from engine.models import ApiKeyRow, EnrollmentRow, EventRow, MessageRow
-from engine.store import Store, utcnow
+from engine.store import EnrollmentEnd, SendRecorded, Store, utcnow
 from tests.postgres import PostgresCluster
 
 
@@ -291,6 +291,54 @@ def test_an_admission_whose_event_cannot_be_stored_is_not_recorded(store: Store)
     with pytest.raises(NotFoundError):
         store.get_enrollment("enr1")
     assert store.admit(enrollment(1), engine_event("enr1:entered", "journey.entered")) is True
+
+
+def test_a_last_send_logs_its_outcome_event_and_end_in_one_transaction(store: Store) -> None:
+    assert store.admit(enrollment(1))
+    store.begin_send(message("enr1:hello:1"))
+    end = EnrollmentEnd("enr1", status="exited", exit_reason="completed", at=utcnow(), path=["hello"],
+                        exited=engine_event("enr1:exited", "journey.exited"))  # fmt: skip
+    sent = engine_event("enr1:hello:1:message.sent", "message.sent")
+    recorded = store.finish_send("enr1:hello:1", status="sent", reason=None, response={"msgid": "m1"},
+                                 event=sent, end=end)  # fmt: skip
+    assert recorded == SendRecorded(event=True, exited=True)
+    assert store.get_send("enr1:hello:1").status == "sent"
+    row = store.get_enrollment("enr1")
+    assert (row.status, row.exit_reason, row.path) == ("exited", "completed", ["hello"])
+    assert stored_events(store) == ["enr1:exited", "enr1:hello:1:message.sent"]
+    # A retry (the row already moved) stores neither event again and counts the exit once.
+    again = store.finish_send("enr1:hello:1", status="sent", reason=None, response={"msgid": "m1"},
+                              event=sent, end=end)  # fmt: skip
+    assert again == SendRecorded(event=False, exited=False)
+    assert {c.label: c.value for c in store.counters("shop") if c.metric == counters.EXITED} == {"completed": 1}
+
+
+def test_a_send_whose_end_cannot_be_stored_logs_nothing_of_it(store: Store) -> None:
+    # All or nothing: the caller then logs the outcome alone (activities/send.py).
+    assert store.admit(enrollment(1))
+    store.begin_send(message("enr1:hello:1"))
+    broken = engine_event("enr1:exited", "journey.exited")
+    broken.name = None  # type: ignore[assignment]  # violates NOT NULL
+    end = EnrollmentEnd("enr1", status="exited", exit_reason="completed", at=utcnow(), exited=broken)
+    with pytest.raises(IntegrityError):
+        store.finish_send("enr1:hello:1", status="sent", reason=None, response={}, end=end)
+    assert store.get_send("enr1:hello:1").status == "sending"
+    assert store.get_enrollment("enr1").status == "running"
+    assert stored_events(store) == []
+
+
+def test_a_decided_task_is_logged_with_its_event_or_not_at_all(store: Store) -> None:
+    store.begin_send(message("k1"))
+    store.finish_send("k1", status="pending_confirmation", reason=None, response={"msgid": "m1"})
+    broken = engine_event("k1:message.sent", "message.sent")
+    broken.name = None  # type: ignore[assignment]  # violates NOT NULL
+    with pytest.raises(IntegrityError):
+        store.set_send_status("k1", status="sent", reason=None, event=broken)
+    assert store.get_send("k1").status == "pending_confirmation", "still waiting: the next sweep asks again"
+    sent = engine_event("k1:message.sent", "message.sent")
+    assert store.set_send_status("k1", status="sent", reason=None, event=sent)
+    assert store.get_send("k1").status == "sent"
+    assert stored_events(store) == ["k1:message.sent"]
 
 
 def test_keys_and_audit(store: Store) -> None:
