@@ -173,10 +173,7 @@ async def record_finish(store: Store, redis: Redis, events: EngineEvents | None,
     (``prepare_end``, ``Store.finish_send``, ``announce_end``).
     """
     end = await prepare_end(events, inp)
-    stored = await store.offload(
-        store.finish_enrollment, end.enrollment_id, status=end.status, exit_reason=end.exit_reason, at=end.at,
-        path=end.path, arm=end.arm, counts=end.counts, exited=end.exited,
-    )  # fmt: skip
+    stored = await store.offload(store.record_end, end)
     await announce_end(redis, events, inp, end, stored=stored)
 
 

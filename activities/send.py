@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -89,13 +88,18 @@ class SendActivities:
         return result
 
     async def _finish_enrollment(self, finish: FinishInput) -> bool:
-        """Record the enrollment's end the last step's send carries. False if that failed.
+        """Record the enrollment's end the last step's send carries. False if that failed."""
+        return await self._end_recorded(record_finish(self._store, self._wecom.redis, self._events, finish), finish)
+
+    @staticmethod
+    async def _end_recorded(recording: Awaitable[None], finish: FinishInput) -> bool:
+        """Await the recording (or announcing) of an enrollment's end. False if that failed.
 
         A failure here must not fail the send (the message is out and logged): the workflow
         then records the same ``finish`` itself, and recording it twice changes nothing.
         """
         try:
-            await record_finish(self._store, self._wecom.redis, self._events, finish)
+            await recording
         except Exception:  # noqa: BLE001 - handed back to the workflow (see above)
             activity.logger.warning("send: recording the end of enrollment %s failed; the workflow records it",
                                     finish.enrollment_id, exc_info=True)  # fmt: skip
@@ -169,6 +173,9 @@ class SendActivities:
             await self._give_back(governed, inp, key)
             await self._finish(key, "failed", "template_error", {"error": exc.message})
             raise ApplicationError(exc.message, type="TemplateError", non_retryable=True) from exc
+        # Before delivering: nothing may stand between a delivery and logging it (a failure or
+        # a cancellation there would leave the attempt "sending", and a retry would send again).
+        settling = await self._prepare_settlement(inp)
         try:
             delivered = None
             if earlier is not None and earlier.status == "sending" and inp.channel == "wecom.customer":
@@ -201,16 +208,38 @@ class SendActivities:
         if inp.channel == "wecom.customer" and delivered.msgid and self._confirmations is not None:
             # A task, not a delivery: the staff member must confirm it in the WeCom client.
             # The shared sweep checks it from its next round on (activities/confirmations.py).
-            settled = await self._settle(inp, key, "pending_confirmation", reason, delivered, rendered)
+            # Its end is recorded after the sweep is told (by ``send``): telling it can fail the
+            # attempt, and an end recorded before would stand whatever the retries decide.
+            await self._finish(key, "pending_confirmation", reason, delivered.response, rendered)
             await self._confirmations()
             result = SendResult(status="pending_confirmation", msgid=delivered.msgid, recipients=rendered.recipients)
-            return result, settled
-        settled = await self._settle(inp, key, "sent", reason, delivered, rendered)
+            return result, _UNSETTLED
+        settled = await self._settle(inp, key, reason, delivered, rendered, settling)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients), settled
 
-    async def _settle(self, inp: SendInput, key: str, status: str, reason: str | None, delivered: Delivered,
-                      rendered: Rendered) -> _Settled:  # fmt: skip
-        """Log a delivered message's outcome with its ``message.sent`` and, after the last step, the end.
+    async def _prepare_settlement(self, inp: SendInput) -> _Settlement:
+        """What a delivery that is ``sent`` logs with its outcome, ready to store.
+
+        Its ``message.sent`` (the ``msgid`` is added once known) and, after the last step,
+        the enrollment's end. Nothing for a customer task that will wait for confirmation:
+        its event comes from the sweep and its end after the sweep is told.
+        """
+        if inp.channel == "wecom.customer" and self._confirmations is not None:
+            return _Settlement(None, None)
+        event = None
+        if self._events is not None:
+            event = await self._events.prepare(**_event_fields(inp, "message.sent", {}))
+        end = None
+        if inp.finish is not None:
+            end = await prepare_end(self._events, inp.finish)
+            if event is not None and end.exited is not None:
+                # Recovery routes undispatched events in order of receipt: the message's first.
+                end.exited.received_at = max(end.exited.received_at, event.received_at + timedelta(microseconds=1))
+        return _Settlement(event, end)
+
+    async def _settle(self, inp: SendInput, key: str, reason: str | None, delivered: Delivered, rendered: Rendered,
+                      settling: _Settlement) -> _Settled:  # fmt: skip
+        """Log a sent message's outcome with its ``message.sent`` and, after the last step, the end.
 
         One commit for the three instead of three (thread trips and commits are most of a
         busy worker, bench/RESULTS.md), then both events are routed. Should the shared
@@ -218,38 +247,25 @@ class SendActivities:
         are left to ``send`` and the workflow: the message is out, and its log must not
         wait on them.
         """
-        event, end = await asyncio.gather(self._sent_event(inp, status, delivered), self._end(inp))
+        event, end = settling
         if event is None and end is None:
-            await self._finish(key, status, reason, delivered.response, rendered)
+            await self._finish(key, "sent", reason, delivered.response, rendered)
             return _UNSETTLED
+        if event is not None:
+            event.properties["msgid"] = delivered.msgid
         try:
-            recorded = await self._finish(key, status, reason, delivered.response, rendered, event=event, end=end)
+            recorded = await self._finish(key, "sent", reason, delivered.response, rendered, event=event, end=end)
         except Exception:  # noqa: BLE001 - the outcome is logged alone below (or that raises)
             activity.logger.warning("send %s: logging the outcome with its event and end failed; logging it alone",
                                     key, exc_info=True)  # fmt: skip
-            await self._finish(key, status, reason, delivered.response, rendered)
+            await self._finish(key, "sent", reason, delivered.response, rendered)
             return _UNSETTLED
         if event is not None and self._events is not None:
             await self._events.stored(event, new=recorded.event)
         if end is None or inp.finish is None:
             return _Settled(announced=event is not None, finished=None)
-        try:
-            await announce_end(self._wecom.redis, self._events, inp.finish, end, stored=recorded.exited)
-        except Exception:  # noqa: BLE001 - handed back to the workflow, as in _finish_enrollment
-            activity.logger.warning("send: announcing the end of enrollment %s failed; the workflow records it",
-                                    inp.enrollment_id, exc_info=True)  # fmt: skip
-            return _Settled(announced=event is not None, finished=False)
-        return _Settled(announced=event is not None, finished=True)
-
-    async def _sent_event(self, inp: SendInput, status: str, delivered: Delivered) -> EventRow | None:
-        """The ``message.sent`` a delivery announces, ready to store (None: a task waiting for confirmation)."""
-        if status != "sent" or self._events is None:
-            return None
-        return await self._events.prepare(**_event_fields(inp, "message.sent", {"msgid": delivered.msgid}))
-
-    async def _end(self, inp: SendInput) -> EnrollmentEnd | None:
-        """The end the last step's send records, ready to store."""
-        return None if inp.finish is None else await prepare_end(self._events, inp.finish)
+        announcing = announce_end(self._wecom.redis, self._events, inp.finish, end, stored=recorded.exited)
+        return _Settled(announced=event is not None, finished=await self._end_recorded(announcing, inp.finish))
 
     async def _hold_if_closed(self, inp: SendInput, key: str, counts: CountBatch | None) -> SendResult | None:
         """``held`` when the journey is paused or archived and this step visit has not begun.
@@ -376,6 +392,13 @@ class _Settled(NamedTuple):
 
 
 _UNSETTLED = _Settled(announced=False, finished=None)
+
+
+class _Settlement(NamedTuple):
+    """What a sent message logs with its outcome, prepared before the delivery."""
+
+    event: EventRow | None
+    end: EnrollmentEnd | None
 
 
 def _event_fields(inp: SendInput, name: str, extra: dict[str, Any]) -> dict[str, Any]:

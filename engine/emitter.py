@@ -7,7 +7,6 @@ emits each event once.
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -17,8 +16,6 @@ from engine.models import EventRow
 from engine.store import utcnow
 
 __all__ = ["ENGINE_EVENTS", "EngineEvents"]
-
-log = logging.getLogger(__name__)
 
 
 class EngineEvents:
@@ -63,18 +60,13 @@ class EngineEvents:
         marked dispatched when nothing listens to it (most engine events); the caller hands
         it to ``stored`` once committed.
 
-        Never raises: when the listener check fails (Redis), the row stays undispatched and
-        is routed after the commit, or by recovery. A send logs its outcome only after this,
-        and a failure here must not leave a delivered message unlogged.
+        When the listener check fails (Redis), the row stays undispatched and is routed
+        after the commit, or by recovery (``Dispatcher.mark_idle``).
         """
         event = IncomingEvent(event_id=event_id, customer_id=customer_id, name=name, properties=properties,
                               timestamp=at)  # fmt: skip
         row = self._dispatcher.event_row(event, utcnow())
-        try:
-            await self._dispatcher.mark_idle([row])
-        except Exception:  # noqa: BLE001 - see above
-            log.warning("checking who listens to %s %s failed; it is routed once stored", name, event_id,
-                        exc_info=True)  # fmt: skip
+        await self._dispatcher.mark_idle([row])
         return row
 
     async def stored(self, row: EventRow, *, new: bool) -> None:

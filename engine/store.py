@@ -465,19 +465,16 @@ class Store:
             conn.commit()
             return True
 
-    def finish_enrollment(self, enrollment_id: str, *, status: str, exit_reason: str | None, at: datetime,
-                          path: list[str] | None = None, arm: str | None = None,
-                          counts: CountBatch | None = None, exited: EventRow | None = None) -> bool:  # fmt: skip
+    def record_end(self, end: EnrollmentEnd) -> bool:
         """Record how an enrollment ended (or that it needs attention), with its path and arm.
 
-        ``counts`` (the last step counts) are added in the same transaction, once per their
-        key, and so is ``exited``, the event that says so, when the status is ``exited``.
+        Its last step counts are added in the same transaction, once per their key, and so
+        is its ``exited`` event when the status is ``exited``. Only the first exit moves the
+        exit counter.
 
         Returns:
             Whether ``exited`` was stored now (False: not given, or stored before).
         """
-        end = EnrollmentEnd(enrollment_id, status=status, exit_reason=exit_reason, at=at, path=path, arm=arm,
-                            counts=counts, exited=exited)  # fmt: skip
         with self._connect() as conn:
             stored = _record_end(conn, end)
             conn.commit()
@@ -811,7 +808,7 @@ def _send_counter(row: MessageRow) -> CounterKey:
 
 @dataclass(frozen=True)
 class EnrollmentEnd:
-    """How an enrollment ended (or that it needs attention), as ``Store.finish_enrollment`` records it.
+    """How an enrollment ended (or that it needs attention), as ``Store.record_end`` records it.
 
     Attributes:
         enrollment_id: The enrollment.

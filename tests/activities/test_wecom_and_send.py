@@ -516,7 +516,7 @@ class ExitUnrecordable(Store):
     Whether the end comes alone or with the send's outcome (which then fails with it).
     """
 
-    def finish_enrollment(self, *args: object, **kwargs: object) -> bool:
+    def record_end(self, *args: object, **kwargs: object) -> bool:
         raise OperationalError("update enrollments", {}, Exception("database is locked"))
 
     def finish_send(self, *args: Any, **kwargs: Any) -> SendRecorded:
@@ -569,6 +569,33 @@ async def test_the_last_send_records_the_end_of_the_enrollment_once(env: Env) ->
     result = await broken.send(send_input("s1", enrollment_id="enr-2", finish=finish))
     assert (result.status, result.finished) == ("sent", False)
     assert env.store.get_send("enr-2:s1:1").status == "sent"
+
+
+async def test_a_last_task_send_records_the_end_only_once_the_sweep_was_told(env: Env) -> None:
+    # Telling the sweep can fail the attempt, and the retries may all fail: the workflow's
+    # on_error then decides the end, so none may be recorded before.
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    env.store.admit(EnrollmentRow(enrollment_id="enr-1", workflow_id="wf-1", journey_id="j", version=1,
+                                  customer_id="c1", trigger_event_id="e1", entered_at=utcnow()))  # fmt: skip
+    finish = FinishInput(enrollment_id="enr-1", workflow_id="wf-1", customer_id="c1", status="exited",
+                         exit_reason="completed", at="2026-11-23T02:00:01+00:00", journey_id="j",
+                         version=1)  # fmt: skip
+    told: list[int] = []
+
+    async def sweep_unreachable() -> None:
+        raise RuntimeError("signal-with-start failed")
+
+    async def sweep() -> None:
+        told.append(1)
+
+    with pytest.raises(RuntimeError):
+        await SendActivities(env.store, env.client(), confirmations=sweep_unreachable).send(send_input(finish=finish))
+    assert env.store.get_send("enr-1:s1:1").status == "pending_confirmation"
+    assert env.store.get_enrollment("enr-1").status == "running", "no end before the sweep was told"
+    result = await SendActivities(env.store, env.client(), confirmations=sweep).send(send_input(finish=finish))
+    assert (result.status, result.finished, told) == ("pending_confirmation", True, [1])
+    assert env.store.get_enrollment("enr-1").status == "exited"
+    assert len(env.fake.listing()) == 1, "the retry found the task logged and sent nothing"
 
 
 def test_confirmation_checks_back_off_with_the_task_age_until_it_lapses() -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
-from engine.dispatch import IncomingEvent
+from engine.db import make_engine
+from engine.dispatch import Dispatcher, IncomingEvent
+from engine.embedded import free_port
 from engine.emitter import EngineEvents
-from engine.models import EventRow
+from engine.store import Store
 
 
 class SlowDispatcher:
@@ -67,21 +71,13 @@ async def test_a_cancelled_caller_does_not_cancel_the_batch() -> None:
     assert dispatcher.batches == [["e1", "e2"]]
 
 
-class ListenersUnreachable:
-    """Stands in for the dispatcher when Redis, which knows the listeners, does not answer."""
-
-    def event_row(self, event: IncomingEvent, received_at: datetime) -> EventRow:
-        return EventRow(event_id=event.event_id, customer_id=event.customer_id, name=event.name,
-                        properties=event.properties, timestamp=event.timestamp, received_at=received_at)  # fmt: skip
-
-    async def mark_idle(self, rows: list[EventRow]) -> None:
-        raise ConnectionError("Redis is not answering")
-
-
-async def test_a_prepared_event_whose_listeners_are_unknown_is_left_to_routing() -> None:
-    # Never raises: a send prepares its message.sent after delivering and before logging the
-    # outcome, and must not be stopped from logging it.
-    events = EngineEvents(ListenersUnreachable())  # type: ignore[arg-type]
-    row = await events.prepare(event_id="e1", customer_id="c1", name="message.sent",
-                               at=datetime(2026, 11, 23, tzinfo=UTC), properties={})  # fmt: skip
+async def test_a_prepared_event_whose_listeners_are_unknown_is_left_to_routing(tmp_path: Path) -> None:
+    # A send prepares its message.sent before delivering; Redis not answering must not stop
+    # it, nor mark the event as one nobody listens to.
+    unreachable = Redis(port=free_port(), socket_connect_timeout=1)
+    dispatcher = Dispatcher(Store(make_engine(f"sqlite:///{tmp_path / 'j.db'}")), unreachable, None,  # type: ignore[arg-type]
+                            task_queue="q")  # fmt: skip
+    row = await EngineEvents(dispatcher).prepare(event_id="e1", customer_id="c1", name="message.sent",
+                                                 at=datetime(2026, 11, 23, tzinfo=UTC), properties={})  # fmt: skip
     assert (row.event_id, row.dispatched_at) == ("e1", None), "undispatched: routed once stored, or by recovery"
+    await unreachable.aclose()

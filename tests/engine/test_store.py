@@ -78,7 +78,7 @@ def test_a_database_from_before_migrations_is_completed_and_stamped(db_url: str)
     store = Store(engine)
     store.admit(enrollment(1))
     store.admit(enrollment(2))
-    store.finish_enrollment("enr1", status="exited", exit_reason="goal", at=utcnow())
+    store.record_end(EnrollmentEnd("enr1", status="exited", exit_reason="goal", at=utcnow()))
     store.mark_converted("enr1", at=utcnow())
     store.begin_send(message("k1"))
     store.finish_send("k1", status="sent", reason=None, response={})
@@ -167,8 +167,9 @@ def test_enrollments_and_their_counters(store: Store) -> None:
     duplicate.trigger_event_id = "t1"
     assert store.admit(duplicate) is False, "one enrollment per trigger event"
     for _ in range(2):  # the finish activity may run twice: counted once
-        store.finish_enrollment("enr1", status="exited", exit_reason="completed", at=utcnow(), path=["a"], arm="x")
-    store.finish_enrollment("enr2", status="needs_attention", exit_reason=None, at=utcnow())
+        store.record_end(EnrollmentEnd("enr1", status="exited", exit_reason="completed", at=utcnow(), path=["a"],
+                                       arm="x"))  # fmt: skip
+    store.record_end(EnrollmentEnd("enr2", status="needs_attention", exit_reason=None, at=utcnow()))
     store.mark_converted("enr1", at=utcnow(), arms={"ab": "x"})
     store.mark_converted("enr1", at=utcnow(), arms={"ab": "x"})
     entered_a = CountBatch("enr1:tally:1", [(CounterKey("shop", 1, counters.STEP_ENTERED, "a"), 1)])
@@ -245,7 +246,7 @@ def test_a_send_claims_its_attempt_and_carried_counts_in_one_transaction(store: 
     store.finish_send("k1", status="sent", reason=None, response={}, expect=("pending_confirmation", None))
     got = {(c.metric, c.label): c.value for c in store.counters("shop") if c.value}
     assert got == {(counters.STEP_ENTERED, ""): 1, (counters.SEND, "sent|"): 1}
-    store.finish_enrollment("enr1", status="exited", exit_reason="completed", at=utcnow(), counts=steps)
+    store.record_end(EnrollmentEnd("enr1", status="exited", exit_reason="completed", at=utcnow(), counts=steps))
     assert store.apply_tally(CountBatch("tally/enr1/2", steps.changes))
     assert {(c.metric, c.label): c.value for c in store.counters("shop") if c.value}[(counters.STEP_ENTERED, "")] == 2
 
@@ -274,11 +275,11 @@ def test_admission_and_exit_store_their_events_in_their_own_transaction(store: S
     assert store.admit(duplicate, engine_event("enr2:entered", "journey.entered")) is False
     assert stored_events(store) == ["enr1:entered"], "the refused admission stored no event"
     exited = engine_event("enr1:exited", "journey.exited")
-    assert not store.finish_enrollment("enr1", status="needs_attention", exit_reason=None, at=utcnow(),
-                                       exited=exited), "not an exit: no exit event"  # fmt: skip
-    assert store.finish_enrollment("enr1", status="exited", exit_reason="completed", at=utcnow(), exited=exited)
-    assert not store.finish_enrollment("enr1", status="exited", exit_reason="completed", at=utcnow(),
-                                       exited=exited), "a retry stores it once"  # fmt: skip
+    parked = EnrollmentEnd("enr1", status="needs_attention", exit_reason=None, at=utcnow(), exited=exited)
+    assert not store.record_end(parked), "not an exit: no exit event"
+    assert store.record_end(EnrollmentEnd("enr1", status="exited", exit_reason="completed", at=utcnow(), exited=exited))
+    assert not store.record_end(EnrollmentEnd("enr1", status="exited", exit_reason="completed", at=utcnow(),
+                                              exited=exited)), "a retry stores it once"  # fmt: skip
     assert stored_events(store) == ["enr1:entered", "enr1:exited"]
 
 
@@ -402,7 +403,7 @@ def test_concurrent_status_changes_move_each_counter_once(store: Store) -> None:
     race(store.finish_send, "k1", status="sent", reason=None, response={})
     race(store.set_send_status, "k1", status="failed", reason="quota_exceeded")
     assert store.admit(enrollment(1))
-    race(store.finish_enrollment, "enr1", status="exited", exit_reason="completed", at=utcnow())
+    race(store.record_end, EnrollmentEnd("enr1", status="exited", exit_reason="completed", at=utcnow()))
     race(store.mark_converted, "enr1", at=utcnow(), arms={"ab": "x"})
     got = {(c.metric, c.label): c.value for c in store.counters("shop") if c.value}
     assert got == {
