@@ -56,6 +56,23 @@ class EnrollmentActivities:
         ``trigger.when`` was checked when the event was routed. The enrollment is recorded
         exactly once per trigger event.
         """
+        return await self.enroll(inp, retried=activity.info().attempt > 1)
+
+    async def enroll(self, inp: AdmitInput, *, retried: bool = False) -> AdmitResult:
+        """Admit (or refuse) and record the enrollment: the admission activity's work.
+
+        The first step's send runs it too, when it carries the admission
+        (``SendInput.admit``), instead of a local activity of its own.
+
+        Args:
+            inp: The enrollment to admit.
+            retried: An earlier attempt may have admitted it already. An enrollment
+                already recorded stays admitted: its checks are not run again, since the
+                profile or the journey may have changed since they passed.
+
+        Returns:
+            Whether the customer is admitted and, if not, why.
+        """
         row = EnrollmentRow(
             enrollment_id=inp.enrollment_id, workflow_id=inp.workflow_id, journey_id=inp.journey_id,
             version=inp.version, customer_id=inp.customer_id, key=inp.key,
@@ -75,7 +92,7 @@ class EnrollmentActivities:
                 ),  # fmt: skip
             ),
         )
-        refused, recorded = await self._store.offload(self._check_and_record, inp, status, row, entered)
+        refused, recorded = await self._store.offload(self._check_and_record, inp, status, row, entered, retried)
         if refused is not None:
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
             return AdmitResult(admitted=False, reason=refused)
@@ -97,9 +114,11 @@ class EnrollmentActivities:
             return None
 
     def _check_and_record(
-        self, inp: AdmitInput, status: str | None, row: EnrollmentRow, entered: EventRow
+        self, inp: AdmitInput, status: str | None, row: EnrollmentRow, entered: EventRow, retried: bool
     ) -> tuple[str | None, bool | None]:
         """(refusal reason or None, ``Store.admit``'s answer), in one thread trip and one commit."""
+        if retried and self._store.has_enrollment(inp.enrollment_id):
+            return None, None
         refused = self._check(inp, status)
         if refused is not None:
             return refused, False

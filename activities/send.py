@@ -23,7 +23,10 @@ from engine.lifecycle import check_gate, read_gate
 from engine.models import EventRow, MessageRow
 from engine.store import EnrollmentEnd, SendRecorded, Store, aware, utcnow
 from rules import RuleError
-from workflows.messages import SEND, FinishInput, SendInput, SendResult
+from workflows.messages import SEND, AdmitInput, AdmitResult, FinishInput, SendInput, SendResult
+
+#: Admits (or refuses) an enrollment: ``EnrollmentActivities.enroll``.
+Admission = Callable[..., Awaitable[AdmitResult]]
 
 
 def idempotency_key(inp: SendInput) -> str:
@@ -43,17 +46,21 @@ class SendActivities:
         confirmations: Wakes the confirmation sweep; called whenever a customer mass-send
             task is logged ``pending_confirmation`` (without it, the task is logged ``sent``
             when WeCom accepts it).
+        admission: Admits the customer when the first step's send carries the admission
+            (``SendInput.admit``); called as ``admission(inp, retried=...)``.
     """
 
     def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None,
                  caps: CapLedger | None = None, webhook: WebhookSender | None = None,
-                 confirmations: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
+                 confirmations: Callable[[], Awaitable[None]] | None = None,
+                 admission: Admission | None = None) -> None:  # fmt: skip
         self._store = store
         self._wecom = wecom
         self._events = events
         self._caps = caps or CapLedger(wecom.redis)
         self._webhook = webhook
         self._confirmations = confirmations
+        self._admission = admission
 
     @activity.defn(name=SEND)
     async def send(self, inp: SendInput) -> SendResult:
@@ -73,8 +80,8 @@ class SendActivities:
         except WeComError as exc:
             metrics.SENDS.labels(inp.channel, "retry", f"wecom_{exc.errcode}").inc()
             raise
-        if result.status == "held":
-            return result  # not a send (yet): neither counted nor announced
+        if result.status in ("held", "refused"):
+            return result  # not a send (yet, or ever): neither counted nor announced
         metrics.SENDS.labels(inp.channel, result.status, result.reason or "").inc()
         if result.status == "sent" and not settled.announced:
             await self._emit(inp, "message.sent", {"msgid": result.msgid})
@@ -125,7 +132,16 @@ class SendActivities:
         """
         key = idempotency_key(inp)
         counts = count_batch(inp.tally)
-        if inp.gate:
+        check_gate = inp.gate
+        if inp.admit is not None:
+            # First the admission: a refused customer gets nothing, and nothing of it counts.
+            retried = activity.info().attempt > 1
+            refused = await self._admit(inp.admit, retried=retried)
+            if refused is not None:
+                return refused, _UNSETTLED
+            # A first attempt's admission found the journey active just now.
+            check_gate = check_gate and retried
+        if check_gate:
             held = await self._hold_if_closed(inp, key, counts)
             if held is not None:
                 return held, _UNSETTLED
@@ -216,6 +232,18 @@ class SendActivities:
             return result, _UNSETTLED
         settled = await self._settle(inp, key, reason, delivered, rendered, settling)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients), settled
+
+    async def _admit(self, admission: AdmitInput, *, retried: bool) -> SendResult | None:
+        """The admission this send carries: ``refused`` if the customer is not admitted.
+
+        Raises:
+            ApplicationError: Non-retryable if this worker was built without admissions.
+        """
+        if self._admission is None:
+            raise ApplicationError("this send carries an admission and the worker has none to run it",
+                                   type="ConfigurationError", non_retryable=True)  # fmt: skip
+        admitted = await self._admission(admission, retried=retried)
+        return None if admitted.admitted else SendResult(status="refused", reason=admitted.reason)
 
     async def _prepare_settlement(self, inp: SendInput) -> _Settlement:
         """What a delivery that is ``sent`` logs with its outcome, ready to store.

@@ -528,6 +528,13 @@ class Store:
                 raise NotFoundError("enrollment", enrollment_id)
             return row
 
+    def has_enrollment(self, enrollment_id: str) -> bool:
+        """Whether this enrollment was recorded (admitted)."""
+        table = EnrollmentRow.__table__  # type: ignore[attr-defined]
+        with self._connect() as conn:
+            found = select(table.c.enrollment_id).where(table.c.enrollment_id == enrollment_id)
+            return conn.execute(found).first() is not None
+
     def list_enrollments(
         self,
         *,

@@ -101,6 +101,11 @@ _FOLDED_PATCHES = frozenset({"journey-converted-event", "pause-gate", "send-defe
 #: the start signal that repeated it (engine/temporal.py ``start_enrollment``): the run
 #: queues it for goal and exit_when as the signal did. One marker, as before.
 _TRIGGER_AS_INPUT = "interpreter-3"
+#: Patch: ``interpreter-3`` plus the admission carried by the first step's send when the
+#: plan starts with one and nothing listens to the trigger (no goal, no exit_when): one
+#: local activity (a workflow activation and a marker) fewer before the first message
+#: (bench/RESULTS.md). One marker, as before.
+_ADMIT_WITH_SEND = "interpreter-4"
 #: Step counts are not held back longer than this: a wait that would keep them waiting
 #: longer sends them on their own as before.
 _CARRY_WINDOW = timedelta(seconds=60)
@@ -108,6 +113,14 @@ _CARRY_WINDOW = timedelta(seconds=60)
 
 class _End(Exception):
     """Internal: the enrollment ends now (goal, exit_when or operator)."""
+
+
+class _Refused(Exception):
+    """Internal: the admission the first send carried refused the customer."""
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def split_arm(journey_id: str, customer_id: str, arms: list[tuple[str, float]]) -> str:
@@ -156,6 +169,9 @@ class JourneyWorkflow:
         self._flushing: list[workflow.ActivityHandle[Any]] = []
         self._folded = False
         self._trigger_as_input = False
+        self._admit_with_send = False
+        #: The admission the first step's send carries (``interpreter-4``) until it is done.
+        self._admission: AdmitInput | None = None
         #: The end of the enrollment, recorded with its last step's send (``_send``).
         self._closing: FinishInput | None = None
         self._closed = False
@@ -259,8 +275,10 @@ class JourneyWorkflow:
     @workflow.run
     async def run(self, inp: EnrollmentInput) -> EnrollmentState:
         """Admit the customer, walk the plan, record how it ended."""
-        # First, so that it is at the same place in every history that has it.
-        self._trigger_as_input = workflow.patched(_TRIGGER_AS_INPUT)
+        # First, so that it is at the same place in every history that has it. A new run
+        # records only the newest marker; older histories replay the one they have.
+        self._admit_with_send = workflow.patched(_ADMIT_WITH_SEND)
+        self._trigger_as_input = self._admit_with_send or workflow.patched(_TRIGGER_AS_INPUT)
         self._folded = self._trigger_as_input or workflow.patched(_FOLDED)
         self._inp = inp
         start = inp.plan.start
@@ -272,16 +290,25 @@ class JourneyWorkflow:
                 self._inbox.insert(0, inp.trigger)
             self._seen.append(inp.trigger.event_id)  # its own trigger is not a later event
             self._entered_at = self._now()
-            admitted = await self._admit(inp)
-            if not admitted.admitted:
-                self._status = "refused"
-                self._exit_reason = admitted.reason
-                return self.status()
+            if self._admits_with_first_send(inp):
+                self._admission = self._admit_input(inp)
+            else:
+                admitted = await self._admit(inp)
+                if not admitted.admitted:
+                    return self._refuse(admitted.reason)
         self._status = "running"
         try:
             await self._walk(inp.plan, start)
         except _End:
-            pass
+            # Ended before the first send ran (an operator exit): admit first, so that the
+            # end is recorded for an enrollment that exists.
+            if self._admission is not None:
+                try:
+                    await self._admit_pending()
+                except _Refused as refusal:
+                    return self._refuse(refusal.reason)
+        except _Refused as refusal:
+            return self._refuse(refusal.reason)
         self._status = "exited"
         self._current = None
         self._wake_at = None
@@ -297,21 +324,52 @@ class JourneyWorkflow:
             await self._record(status="exited")
         return self.status()
 
-    async def _admit(self, inp: EnrollmentInput) -> AdmitResult:
-        info = workflow.info()
+    def _admits_with_first_send(self, inp: EnrollmentInput) -> bool:
+        """Whether the first step's send admits the customer (``interpreter-4``).
+
+        Only when nothing runs before that send: the plan starts with it and no goal or
+        exit_when looks at the trigger (a goal met by it would be recorded before the
+        enrollment exists).
+        """
+        return self._admit_with_send and isinstance(inp.plan.node(inp.plan.start), SendNode) and not self._listens()
+
+    def _admit_input(self, inp: EnrollmentInput) -> AdmitInput:
         plan = inp.plan
-        return await workflow.execute_local_activity(
-            ADMIT,
-            AdmitInput(
-                enrollment_id=self._enrollment_id(), workflow_id=info.workflow_id, journey_id=plan.journey_id,
-                version=inp.version, customer_id=inp.customer_id, key=inp.key, trigger_event_id=inp.trigger.event_id,
-                entered_at=self._entered_at.isoformat() if self._entered_at else "", audience=plan.audience,
-                reentry=plan.reentry.mode, cooldown_s=plan.reentry.cooldown_s, trigger=inp.trigger, vars=plan.vars,
-                listens=plan.listens(),
-            ),
-            result_type=AdmitResult,
-            start_to_close_timeout=_LOCAL,
+        return AdmitInput(
+            enrollment_id=self._enrollment_id(), workflow_id=workflow.info().workflow_id, journey_id=plan.journey_id,
+            version=inp.version, customer_id=inp.customer_id, key=inp.key, trigger_event_id=inp.trigger.event_id,
+            entered_at=self._entered_at.isoformat() if self._entered_at else "", audience=plan.audience,
+            reentry=plan.reentry.mode, cooldown_s=plan.reentry.cooldown_s, trigger=inp.trigger, vars=plan.vars,
+            listens=plan.listens(),
         )  # fmt: skip
+
+    async def _admit(self, inp: EnrollmentInput) -> AdmitResult:
+        return await workflow.execute_local_activity(
+            ADMIT, self._admit_input(inp), result_type=AdmitResult, start_to_close_timeout=_LOCAL
+        )
+
+    async def _admit_pending(self) -> None:
+        """Admit by the admission activity what the first send was to admit and could not tell.
+
+        Its failure leaves open whether the admission ran; a retried admission of a recorded
+        enrollment answers admitted without checking again.
+
+        Raises:
+            _Refused: The customer is not admitted.
+        """
+        assert self._inp is not None
+        self._admission = None
+        admitted = await self._admit(self._inp)
+        if not admitted.admitted:
+            raise _Refused(admitted.reason)
+
+    def _refuse(self, reason: str | None) -> EnrollmentState:
+        """End a run whose customer was not admitted: nothing of it counts or is recorded."""
+        self._status = "refused"
+        self._exit_reason = reason
+        self._current = None
+        self._path, self._visits, self._tally = [], {}, []
+        return self.status()
 
     def _restore(self, state: ResumeState) -> str:
         self._path = list(state.path)
@@ -723,6 +781,7 @@ class JourneyWorkflow:
         while True:
             inp = self._send_input(node)
             inp.gate, check_gate = check_gate, False
+            inp.admit, self._admission = self._admission, None
             inp.tally = self._take_tally()
             inp.finish = self._closing_record(node)
             try:
@@ -731,6 +790,10 @@ class JourneyWorkflow:
                     start_to_close_timeout=timedelta(seconds=node.timeout_s), retry_policy=_retry(node.retry),
                 )  # fmt: skip
             except ActivityError as err:
+                if inp.admit is not None:
+                    # Whether the failed send admitted is unknown: admit before anything counts.
+                    self._admission = inp.admit
+                    await self._admit_pending()
                 if inp.tally is not None:
                     # The failed send may not have counted them: a batch counts once, so send it again.
                     self._start_tally(inp.tally)
@@ -738,6 +801,8 @@ class JourneyWorkflow:
                 if after is None:
                     continue
                 return after
+            if result.status == "refused":
+                raise _Refused(result.reason)
             if result.status == "held":
                 assert result.gate is not None
                 if await self._hold(result.gate):

@@ -130,11 +130,20 @@ class SendInput:
     #: The last step's send: record the enrollment's end once the step is done (any outcome
     #: but ``held`` or ``deferred``), instead of a local activity of its own.
     finish: FinishInput | None = None
+    #: The first step's send of a new enrollment: admit the customer first (journey-dsl
+    #: §6a.3), instead of a local activity of its own; a refusal answers ``refused`` and
+    #: nothing is sent or counted. An admission makes the gate check unneeded (it found
+    #: the journey active).
+    admit: AdmitInput | None = None
 
 
 @dataclass
 class SendResult:
-    """What happened to a send: ``sent``, ``skipped``, ``deferred``, ``failed`` or ``held`` (gate closed)."""
+    """What happened to a send.
+
+    ``status`` is ``sent``, ``skipped``, ``deferred``, ``failed``, ``held`` (gate closed) or
+    ``refused`` (the admission it carried refused the customer; ``reason`` says why).
+    """
 
     status: str
     reason: str | None = None

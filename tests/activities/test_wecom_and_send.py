@@ -27,6 +27,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.channels import WebhookSender
 from activities.confirmations import ConfirmationActivities, next_check
+from activities.enrollment import EnrollmentActivities
 from activities.send import SendActivities
 from activities.wecom import WeComClient, WeComError
 from activities.wecom.client import WeComCredentials
@@ -42,7 +43,7 @@ from engine.servers import RunningServer, serve
 from engine.store import SendRecorded, Store, utcnow
 from engine.sweep_promise import SweepPromise, promise_key
 from engine.temporal import ConfirmationSweep
-from workflows.messages import EventData, FinishInput, GateState, SendInput, TallyEntry, TallyInput
+from workflows.messages import AdmitInput, EventData, FinishInput, GateState, SendInput, TallyEntry, TallyInput
 
 
 @dataclass
@@ -739,3 +740,81 @@ async def test_the_fakes_listing_can_start_after_the_messages_already_seen(env: 
     assert [m["text"] for m in later["messages"]] == ["four"] and later["received"] == 4
     refused = await env.http.get(f"{env.server.url}/_fake/messages", params={"since": -1})
     assert refused.status_code == 422
+
+
+def admitting(env: Env) -> SendActivities:
+    """Send activities that run the admission a first send carries (as the worker builds them)."""
+    # Nothing listens to journey.entered here: the dispatcher never needs Temporal.
+    events = EngineEvents(Dispatcher(env.store, env.redis, None, task_queue="q"))  # type: ignore[arg-type]
+    return SendActivities(env.store, env.client(), events=events,
+                          admission=EnrollmentActivities(env.store, env.redis, events).enroll)  # fmt: skip
+
+
+def admission(enrollment_id: str, **over: object) -> AdmitInput:
+    base: dict[str, object] = {
+        "enrollment_id": enrollment_id, "workflow_id": f"wf-{enrollment_id}", "journey_id": "j", "version": 1,
+        "customer_id": "c1", "key": None, "trigger_event_id": f"e-{enrollment_id}",
+        "entered_at": "2026-11-23T02:00:00+00:00", "reentry": "once", "listens": [],
+    }  # fmt: skip
+    base.update(over)
+    return AdmitInput(**base)  # type: ignore[arg-type]
+
+
+def attempt(n: int) -> ActivityEnvironment:
+    runner = ActivityEnvironment()
+    runner.info = dataclasses.replace(runner.info, attempt=n)
+    return runner
+
+
+async def test_a_send_that_carries_the_admission_admits_before_it_sends_and_refuses_with_nothing_sent(
+    env: Env,
+) -> None:
+    # interpreter-4: a plan that starts with a send admits with it, not by a local activity.
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    await env.redis.set(gate_key("j"), json.dumps({"status": "active"}))
+    acts = admitting(env)
+
+    def first_send(enrollment_id: str) -> SendInput:
+        batch = TallyInput(enrollment_id=enrollment_id, journey_id="j", version=1, seq=1,
+                           entries=[TallyEntry("step.entered", "s1")])  # fmt: skip
+        return send_input(enrollment_id=enrollment_id, admit=admission(enrollment_id), gate=True, tally=batch)
+
+    sent = await attempt(1).run(acts.send, first_send("enr-1"))
+    assert sent.status == "sent" and len(env.fake.listing()) == 1
+    assert env.store.get_enrollment("enr-1").workflow_id == "wf-enr-1"
+    with env.store.engine.connect() as conn:
+        entered = conn.execute(text("select count(*) from events where event_id = 'enr-1:entered'")).scalar()
+    assert entered == 1 and step_counts(env.store) == {("step.entered", "s1"): 1}
+    # reentry: once. The second enrollment of the customer is refused: nothing sent, logged or counted.
+    refused = await attempt(1).run(acts.send, first_send("enr-2"))
+    assert (refused.status, refused.reason) == ("refused", "reentry_once")
+    # A paused journey refuses new customers (it does not hold them, as a later step's send would).
+    await env.redis.set(gate_key("j"), json.dumps({"status": "paused"}))
+    third = send_input(enrollment_id="enr-3", admit=admission("enr-3", reentry="after_exit"), gate=True)
+    paused = await attempt(1).run(acts.send, third)
+    assert (paused.status, paused.reason) == ("refused", "journey_paused")
+    logged = [m.enrollment_id for m in env.store.list_messages(journey_id="j")]
+    assert len(env.fake.listing()) == 1 and logged == ["enr-1"]
+    assert not env.store.has_enrollment("enr-2") and not env.store.has_enrollment("enr-3")
+    assert step_counts(env.store) == {("step.entered", "s1"): 1}
+
+
+async def test_a_retried_send_keeps_the_admission_an_earlier_attempt_recorded(env: Env) -> None:
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan", "vip": True})
+    await env.redis.set(gate_key("j"), json.dumps({"status": "active"}))
+    acts = admitting(env)
+    inp = send_input(admit=admission("enr-1", audience="customer.vip"), gate=True)
+    await env.client().token("contact")
+    env.fake.config.fail_rate = 1.0
+    with pytest.raises(WeComError):
+        await attempt(1).run(acts.send, inp)
+    assert env.store.has_enrollment("enr-1"), "admitted before the delivery failed"
+    # The profile changes between the attempts: the admission stands (it is not checked again).
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan", "vip": False})
+    env.fake.config.fail_rate = 0.0
+    assert (await attempt(2).run(acts.send, inp)).status == "sent"
+    assert len(env.fake.listing()) == 1
+    # A first attempt checks: the same rule now refuses another enrollment.
+    other = send_input(enrollment_id="enr-2", admit=admission("enr-2", audience="customer.vip",
+                                                                 reentry="after_exit"))  # fmt: skip
+    assert (await attempt(1).run(acts.send, other)).reason == "audience"

@@ -15,6 +15,9 @@ import re
 import sys
 from pathlib import Path
 
+from temporalio.service import RPCError
+
+from engine.routing import enrollment_workflow_id
 from engine.runtime import Runtime
 from engine.scenario import load_scenario
 from engine.simulate import compile_scenario_journeys, simulate
@@ -39,12 +42,29 @@ async def record(name: str, *, sweep_only: bool = False, label: str | None = Non
             sweep_file.write_text(history.to_json())
         if sweep_only:
             return
+        recorded: set[str] = set()
         for row in rt.store.list_enrollments():
             history = await rt.temporal.get_workflow_handle(row.workflow_id, run_id=row.enrollment_id).fetch_history()
-            slug = re.sub(r"[^a-z0-9]+", "-", row.workflow_id.lower()).strip("-")
-            (HERE / "histories" / f"{label or name}--{slug}.json").write_text(history.to_json())
+            (HERE / "histories" / f"{label or name}--{_slug(row.workflow_id)}.json").write_text(history.to_json())
+            recorded.add(row.enrollment_id)
+        # Refused runs are not listed as enrollments: the latest run of each customer's
+        # enrollment workflow, if it is not one of the above (unkeyed journeys only).
+        for journey in rt.store.list_journeys():
+            for customer in scenario.customers:
+                wid = enrollment_workflow_id(journey.id, customer.id)
+                try:
+                    history = await rt.temporal.get_workflow_handle(wid).fetch_history()
+                except RPCError:
+                    continue  # never started
+                run_id = history.events[0].workflow_execution_started_event_attributes.original_execution_run_id
+                if run_id not in recorded:
+                    (HERE / "histories" / f"{label or name}--{_slug(wid)}-last.json").write_text(history.to_json())
 
     await simulate(scenario, compile_scenario_journeys(scenario, path.parent), before_teardown=export)
+
+
+def _slug(workflow_id: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", workflow_id.lower()).strip("-")
 
 
 async def main(names: list[str], *, sweep_only: bool = False, label: str | None = None) -> None:

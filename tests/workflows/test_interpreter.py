@@ -48,7 +48,11 @@ from workflows.messages import (
 
 
 class StandIns:
-    """Records what the workflow asked for; sends fail while ``failing`` is set."""
+    """Records what the workflow asked for; sends fail while ``failing`` is set.
+
+    Admissions refuse with ``refuse`` when set; ``admissions`` says who ran each: the
+    admission local activity (``activity``) or a send that carried it (``send``).
+    """
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, int]] = []
@@ -59,6 +63,8 @@ class StandIns:
         self.finish_calls: list[FinishInput] = []  # records by the local activity of their own
         self.failing = False
         self.send_cannot_finish = False
+        self.refuse: str | None = None
+        self.admissions: list[str] = []
 
     def all(self) -> list[object]:
         return [self.admit, self.finish, self.gate, self.send, self.tally]
@@ -74,7 +80,11 @@ class StandIns:
 
     @activity.defn(name=ADMIT)
     async def admit(self, inp: AdmitInput) -> AdmitResult:
-        return AdmitResult(admitted=True)
+        return self._admit("activity")
+
+    def _admit(self, by: str) -> AdmitResult:
+        self.admissions.append(by)
+        return AdmitResult(admitted=self.refuse is None, reason=self.refuse)
 
     @activity.defn(name=FINISH)
     async def finish(self, inp: FinishInput) -> None:
@@ -92,9 +102,13 @@ class StandIns:
 
     @activity.defn(name=SEND)
     async def send(self, inp: SendInput) -> SendResult:
-        self._batch(inp.tally)
         if self.failing:
             raise ApplicationError("WeCom says no", type="WeComError", non_retryable=True)
+        if inp.admit is not None:
+            admitted = self._admit("send")
+            if not admitted.admitted:
+                return SendResult(status="refused", reason=admitted.reason)
+        self._batch(inp.tally)
         self.sent.append((inp.step_id, inp.visit))
         result = SendResult(status="sent", msgid=f"m{len(self.sent)}")
         if inp.finish is not None and not self.send_cannot_finish:
@@ -273,7 +287,7 @@ async def test_the_last_send_records_the_end_of_the_enrollment(env: WorkflowEnvi
     assert acts.finished == ["exited"] and acts.finish_calls == []
     assert counted(acts) == EVERY_STEP, "the last step's completion counted once, with the end"
     markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
-    assert len(markers) == 2, "the patch and the admission; no record after the last send"
+    assert len(markers) == 1, "the patch; the first send admits, and no record after the last send"
 
 
 async def test_an_end_the_send_could_not_record_is_recorded_by_the_workflow(env: WorkflowEnvironment) -> None:
@@ -374,3 +388,74 @@ steps:
         history = await handle.fetch_history()
     assert final.exit_reason == "completed" and acts.sent == [("hello", 1)]
     assert signals_in(history) == 1, "the running enrollment got the second trigger, and only that, as a signal"
+
+
+async def test_the_first_send_admits_the_customer(env: WorkflowEnvironment) -> None:
+    # interpreter-4: no admission local activity when the plan starts with a send.
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        handle = await start(env.client, queue, enrollment(three_steps("1s")))
+        final: EnrollmentState = await handle.result()
+        history = await handle.fetch_history()
+    assert final.exit_reason == "completed" and acts.admissions == ["send"]
+    assert not any(e.HasField("marker_recorded_event_attributes") and e.marker_recorded_event_attributes.marker_name
+                   == "core_local_activity" for e in history.events)  # fmt: skip
+    assert counted(acts) == EVERY_STEP
+
+
+async def test_a_refusal_by_the_first_send_ends_the_run_refused_with_nothing_counted(
+    env: WorkflowEnvironment,
+) -> None:
+    acts = StandIns()
+    acts.refuse = "reentry_once"
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        final: EnrollmentState = await (await start(env.client, queue, enrollment(three_steps("1s")))).result()
+    assert (final.status, final.exit_reason) == ("refused", "reentry_once")
+    assert final.path == [] and final.current_step is None and final.steps == {}
+    assert acts.admissions == ["send"] and acts.sent == [] and acts.finished == [] and acts.tallies == []
+
+
+@pytest.mark.parametrize("refuse", [None, "audience"])
+async def test_a_first_send_that_fails_is_followed_by_the_admission_activity(
+    env: WorkflowEnvironment, refuse: str | None
+) -> None:
+    # Whether the failed send admitted is unknown: the step's failure path runs only for an
+    # admitted customer, and a refused one ends as if the admission had come first.
+    acts = StandIns()
+    acts.failing, acts.refuse = True, refuse
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        if refuse is None:
+            handle = await parked(env, acts, queue)
+            state = await handle.query("status", result_type=EnrollmentState)
+            assert state.current_step == "hello" and acts.admissions == ["activity"]
+            await handle.execute_update("exit", OperatorExit())
+        else:
+            handle = await start(env.client, queue, enrollment(FAILING))
+        final: EnrollmentState = await handle.result()
+    assert acts.sent == []
+    if refuse is None:
+        assert (final.status, final.exit_reason) == ("exited", "operator")
+        assert acts.finished == ["needs_attention", "exited"], "parked, then ended: recorded for an admitted customer"
+    else:
+        assert (final.status, final.exit_reason) == ("refused", "audience") and acts.admissions == ["activity"]
+        assert acts.finished == [] and acts.tallies == [] and final.path == []
+
+
+async def test_a_journey_with_a_goal_admits_before_its_first_send(env: WorkflowEnvironment) -> None:
+    # A goal met by the trigger would be recorded before the enrollment existed.
+    text = f"""
+journey: goal-first-{uuid.uuid4().hex[:6]}
+trigger: {{event: go}}
+goal: {{event: paid}}
+steps:
+  - id: hello
+    send: {{channel: wecom.app, to: ops, text: hi}}
+"""
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
+        final: EnrollmentState = await (await start(env.client, queue, enrollment(text))).result()
+    assert final.exit_reason == "completed" and acts.admissions == ["activity"] and acts.sent == [("hello", 1)]
