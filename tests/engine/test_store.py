@@ -353,42 +353,33 @@ def test_keys_and_audit(store: Store) -> None:
     assert [a.action for a in store.list_audit(target="shop")] == ["journey.pause", "journey.activate"]
 
 
-def test_api_and_worker_starting_together_migrate_once(db_url: str) -> None:
+def start_together(url: str, processes: int = 3) -> list[BaseException]:
+    """Open (and migrate) the database from ``processes`` threads at once; what they raised."""
     errors: list[BaseException] = []
 
     def start() -> None:
         try:
-            make_engine(db_url).dispose()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+            make_engine(url).dispose()
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
             errors.append(exc)
 
-    threads = [threading.Thread(target=start) for _ in range(3)]
+    threads = [threading.Thread(target=start) for _ in range(processes)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert errors == []
+    return errors
+
+
+def test_api_and_worker_starting_together_migrate_once(db_url: str) -> None:
+    assert start_together(db_url) == []
 
 
 def test_processes_creating_a_new_sqlite_file_together_all_start(tmp_path: Path) -> None:
     # Switching a new file to WAL answers "locked" at once, without the busy handler, while
     # another connection switches it: about one start in seven failed before the retry.
     for attempt in range(15):
-        url = f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}"
-        errors: list[BaseException] = []
-
-        def start(url: str = url, errors: list[BaseException] = errors) -> None:
-            try:
-                make_engine(url).dispose()
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=start) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == [], f"attempt {attempt}"
+        assert start_together(f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}") == [], f"attempt {attempt}"
 
 
 def test_concurrent_status_changes_move_each_counter_once(store: Store) -> None:

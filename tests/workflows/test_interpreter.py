@@ -286,6 +286,8 @@ async def test_the_last_send_records_the_end_of_the_enrollment(env: WorkflowEnvi
     assert final.status == "exited" and final.exit_reason == "completed"
     assert acts.finished == ["exited"] and acts.finish_calls == []
     assert counted(acts) == EVERY_STEP, "the last step's completion counted once, with the end"
+    # interpreter-4: the first send admits, so no admission local activity either.
+    assert acts.admissions == ["send"]
     markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
     assert len(markers) == 1, "the patch; the first send admits, and no record after the last send"
 
@@ -388,20 +390,6 @@ steps:
         history = await handle.fetch_history()
     assert final.exit_reason == "completed" and acts.sent == [("hello", 1)]
     assert signals_in(history) == 1, "the running enrollment got the second trigger, and only that, as a signal"
-
-
-async def test_the_first_send_admits_the_customer(env: WorkflowEnvironment) -> None:
-    # interpreter-4: no admission local activity when the plan starts with a send.
-    acts = StandIns()
-    queue = f"q-{uuid.uuid4()}"
-    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
-        handle = await start(env.client, queue, enrollment(three_steps("1s")))
-        final: EnrollmentState = await handle.result()
-        history = await handle.fetch_history()
-    assert final.exit_reason == "completed" and acts.admissions == ["send"]
-    assert not any(e.HasField("marker_recorded_event_attributes") and e.marker_recorded_event_attributes.marker_name
-                   == "core_local_activity" for e in history.events)  # fmt: skip
-    assert counted(acts) == EVERY_STEP
 
 
 async def test_a_refusal_by_the_first_send_ends_the_run_refused_with_nothing_counted(
