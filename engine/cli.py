@@ -99,6 +99,7 @@ def api(
     from api.main import create_app
     from engine.config import get_settings
     from engine.runtime import Runtime
+    from engine.servers import api_server_config
 
     settings = get_settings()
     if not settings.journeys_admin_key:
@@ -109,11 +110,8 @@ def api(
     async def main() -> None:
         rt = await Runtime.open(settings)
         try:
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    create_app(rt, admin_key=settings.journeys_admin_key), host=host, port=port, log_config=None
-                )  # fmt: skip
-            )
+            app_ = create_app(rt, admin_key=settings.journeys_admin_key)
+            server = uvicorn.Server(api_server_config(app_, settings, host=host, port=port))
             await server.serve()
         finally:
             await rt.close()

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
             beyond them wait for a free one instead of failing.
         journeys_redis_wait_s: How long a Redis call waits for a free connection before it
             fails (and, in the API, the event stays queued for recovery).
+        journeys_api_access_log: ``journeys api`` logs a line per request (uvicorn's access
+            log). Off, the API spends less CPU per event; its errors are still logged.
     """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -107,6 +109,9 @@ class Settings(BaseSettings):
     journeys_workflow_sandbox: bool = False
     journeys_redis_connections: int = Field(default=64, ge=1)
     journeys_redis_wait_s: float = Field(default=30.0, gt=0)
+    # About 6% of the API's CPU per single-event POST (bench/RESULTS.md); on by default
+    # because operators read it.
+    journeys_api_access_log: bool = True
 
     def setup_logging(self, default_format: str) -> None:
         """Configure this process's logs (structured, masked) from the log settings."""

@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 
 class _QuietServer(uvicorn.Server):
@@ -38,6 +41,19 @@ class RunningServer:
         self.server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(self.task, timeout=10)
+
+
+def api_server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn configuration of ``journeys api``: the process's own log handler, the access log as set.
+
+    Args:
+        app: The API application.
+        settings: Its ``journeys_api_access_log`` turns the per-request log line on or off.
+        host: Interface to listen on.
+        port: Port to listen on.
+    """
+    # log_config=None: records go through the process's structured, masking handler.
+    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=settings.journeys_api_access_log)
 
 
 async def serve(app: Any, *, host: str, port: int, log_level: str = "warning") -> RunningServer:
