@@ -21,9 +21,12 @@ ACCESS = logging.getLogger("uvicorn.access")
 @pytest.fixture
 def access_logger_restored() -> Iterator[None]:
     # uvicorn turns the access logger off process-wide when told to; later tests must not inherit it.
-    handlers, propagate, level = list(ACCESS.handlers), ACCESS.propagate, ACCESS.level
+    # Earlier servers of the same process (embedded ones run with the access log off) may
+    # have turned it off already: start from a plain logger.
+    saved = list(ACCESS.handlers), ACCESS.propagate, ACCESS.level, ACCESS.disabled
+    ACCESS.handlers, ACCESS.propagate, ACCESS.level, ACCESS.disabled = [], True, logging.NOTSET, False
     yield
-    ACCESS.handlers, ACCESS.propagate, ACCESS.level = handlers, propagate, level
+    ACCESS.handlers, ACCESS.propagate, ACCESS.level, ACCESS.disabled = saved
 
 
 async def requests_logged(settings: Settings, caplog: pytest.LogCaptureFixture) -> int:
@@ -46,6 +49,7 @@ async def test_the_access_log_is_on_by_default_and_can_be_turned_off(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, access_logger_restored: None
 ) -> None:
     caplog.set_level(logging.INFO)
+    monkeypatch.delenv("JOURNEYS_API_ACCESS_LOG", raising=False)
     assert await requests_logged(Settings(), caplog) == 1
     monkeypatch.setenv("JOURNEYS_API_ACCESS_LOG", "false")
     assert await requests_logged(Settings(), caplog) == 0
