@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -25,8 +25,13 @@ from engine.store import EnrollmentEnd, SendRecorded, Store, aware, utcnow
 from rules import RuleError
 from workflows.messages import SEND, AdmitInput, AdmitResult, FinishInput, SendInput, SendResult
 
-#: Admits (or refuses) an enrollment: ``EnrollmentActivities.enroll``.
-Admission = Callable[..., Awaitable[AdmitResult]]
+
+class Admission(Protocol):
+    """Admits (or refuses) an enrollment: ``EnrollmentActivities.enroll``."""
+
+    async def __call__(self, inp: AdmitInput, *, retried: bool = False) -> AdmitResult:
+        """Whether ``inp``'s customer is admitted; ``retried``: an earlier attempt may have admitted it."""
+        ...
 
 
 def idempotency_key(inp: SendInput) -> str:

@@ -170,8 +170,8 @@ class JourneyWorkflow:
         self._folded = False
         self._trigger_as_input = False
         self._admit_with_send = False
-        #: The admission the first step's send carries (``interpreter-4``) until it is done.
-        self._admission: AdmitInput | None = None
+        #: The first step's send is still to admit the customer (``interpreter-4``).
+        self._admission_pending = False
         #: The end of the enrollment, recorded with its last step's send (``_send``).
         self._closing: FinishInput | None = None
         self._closed = False
@@ -291,7 +291,7 @@ class JourneyWorkflow:
             self._seen.append(inp.trigger.event_id)  # its own trigger is not a later event
             self._entered_at = self._now()
             if self._admits_with_first_send(inp):
-                self._admission = self._admit_input(inp)
+                self._admission_pending = True
             else:
                 admitted = await self._admit(inp)
                 if not admitted.admitted:
@@ -302,9 +302,10 @@ class JourneyWorkflow:
         except _End:
             # Ended before the first send ran (an operator exit): admit first, so that the
             # end is recorded for an enrollment that exists.
-            if self._admission is not None:
+            if self._admission_pending:
+                self._admission_pending = False
                 try:
-                    await self._admit_pending()
+                    await self._admit_or_refuse()
                 except _Refused as refusal:
                     return self._refuse(refusal.reason)
         except _Refused as refusal:
@@ -348,17 +349,16 @@ class JourneyWorkflow:
             ADMIT, self._admit_input(inp), result_type=AdmitResult, start_to_close_timeout=_LOCAL
         )
 
-    async def _admit_pending(self) -> None:
-        """Admit by the admission activity what the first send was to admit and could not tell.
+    async def _admit_or_refuse(self) -> None:
+        """Admit by the admission activity when the first send did not run, or could not tell.
 
-        Its failure leaves open whether the admission ran; a retried admission of a recorded
-        enrollment answers admitted without checking again.
+        A failed send leaves open whether its admission ran; a retried admission of a
+        recorded enrollment answers admitted without checking again.
 
         Raises:
             _Refused: The customer is not admitted.
         """
         assert self._inp is not None
-        self._admission = None
         admitted = await self._admit(self._inp)
         if not admitted.admitted:
             raise _Refused(admitted.reason)
@@ -781,7 +781,9 @@ class JourneyWorkflow:
         while True:
             inp = self._send_input(node)
             inp.gate, check_gate = check_gate, False
-            inp.admit, self._admission = self._admission, None
+            if self._admission_pending:
+                assert self._inp is not None
+                inp.admit, self._admission_pending = self._admit_input(self._inp), False
             inp.tally = self._take_tally()
             inp.finish = self._closing_record(node)
             try:
@@ -792,8 +794,7 @@ class JourneyWorkflow:
             except ActivityError as err:
                 if inp.admit is not None:
                     # Whether the failed send admitted is unknown: admit before anything counts.
-                    self._admission = inp.admit
-                    await self._admit_pending()
+                    await self._admit_or_refuse()
                 if inp.tally is not None:
                     # The failed send may not have counted them: a batch counts once, so send it again.
                     self._start_tally(inp.tally)
