@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
@@ -152,18 +153,24 @@ class SendActivities:
                 return held, _UNSETTLED
         # Policies govern proactive marketing messages to the customer (§6a.5), nothing else.
         governed = inp.category == "marketing" and inp.customer_facing
-        # An ungoverned send claims its attempt, with the step counts it carries, in the same
-        # transaction as its reads: one thread trip and one commit before the delivery
-        # (thread hand-offs and commits were most of a busy worker, bench/RESULTS.md). A
-        # governed one claims it (and counts) only once the policy lets it go.
-        begin = None if governed or inp.skip_reason else self._attempt_row(inp, key, "sending")
-        earlier, customer = await self._store.offload(
-            self._store.open_send, key, inp.customer_id, begin=begin, counts=counts if begin else None
-        )
+        # The attempt is claimed, with the step counts it carries, in the same transaction as
+        # the send's reads: one thread trip and one commit before the delivery (thread
+        # hand-offs and commits were most of a busy worker, bench/RESULTS.md). A governed send
+        # is claimed there too when the policy's checks on the profile (opt-out, quiet hours)
+        # let it go; one under frequency caps, or one the profile holds back, is claimed (and
+        # counted) only once the whole policy lets it go.
+        capped = governed and inp.policy is not None and bool(inp.policy.frequency_caps)
+        begin = None if capped or inp.skip_reason else self._attempt_row(inp, key, "sending")
+        now = datetime.fromisoformat(inp.now)
+        claim_if = functools.partial(_profile_lets_go, inp, now) if governed and begin is not None else None
+        earlier, customer, claimed = await self._store.offload(
+            self._store.open_send, key, inp.customer_id, begin=begin, counts=counts if begin else None,
+            claim_if=claim_if,
+        )  # fmt: skip
         if earlier is not None and earlier.status in ("sent", "skipped", "pending_confirmation"):
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
-            if counts is not None and begin is None:
+            if counts is not None and not claimed:
                 await self._store.offload(self._store.apply_tally, counts)
             if earlier.status == "pending_confirmation" and self._confirmations is not None:
                 # The crash may have come before the sweep was signalled; signalling again is harmless.
@@ -177,8 +184,7 @@ class SendActivities:
             return recorded, _UNSETTLED
         if inp.skip_reason:
             return await self._skip(inp, key, inp.skip_reason, counts), _UNSETTLED
-        now = datetime.fromisoformat(inp.now)
-        if governed:
+        if governed and not claimed:
             held = await self._apply_policy(inp, key, customer, now, counts)
             if held is not None:
                 return held, _UNSETTLED
@@ -443,6 +449,17 @@ def _event_fields(inp: SendInput, name: str, extra: dict[str, Any]) -> dict[str,
                        "workflow_id": activity.info().workflow_id, "step": inp.step_id, "channel": inp.channel,
                        **extra},
     }  # fmt: skip
+
+
+def _profile_lets_go(inp: SendInput, now: datetime, profile: dict[str, Any]) -> bool:
+    """Whether the policy's checks on the profile let a governed send go now (no opt-out, not quiet).
+
+    Frequency caps are not checked here: they need Redis (``SendActivities._apply_policy``).
+    """
+    if opted_out(profile):
+        return False
+    quiet = inp.policy.quiet_hours if inp.policy is not None else None
+    return quiet is None or quiet_until(now, customer_zone(profile, inp.timezone), quiet) is None
 
 
 def _context(inp: SendInput, customer: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Profile the API and worker under steady event load with py-spy (collapsed stacks).
 
     .venv/bin/python -m bench.profile_stack [--rate 20] [--duration 30] [--journey latency|throughput]
+        [--sample-rate 50] [--native]
 
 Needs ``py-spy`` (``pip install py-spy``; not a project dependency). Prints, per process,
 the functions of ours with the most samples (inclusive) and the leaf functions with the
@@ -48,6 +49,9 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--journey", choices=("latency", "throughput"), default="latency")
+    parser.add_argument("--sample-rate", type=int, default=50, help="py-spy samples per second")
+    parser.add_argument("--native", action="store_true",
+                        help="include native (C, Rust) frames; pauses the processes for each sample")  # fmt: skip
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(__file__).resolve().parents[1] / ".venv/bin/py-spy")
     stack = BenchStack().start()
@@ -58,8 +62,10 @@ async def main() -> None:
         customers = [f"c{i}" for i in range(total)]
         await put_customers(stack, customers)
         recs = {name: stack.data_dir / f"{name}.collapsed" for name in ("worker", "api")}
-        spies = [subprocess.Popen([spy, "record", "-p", str(proc.pid), "-d", str(int(args.duration)), "-r", "50",
-                                   "-f", "raw", "-o", str(recs[name]), "--nonblocking"],
+        spies = [subprocess.Popen([spy, "record", "-p", str(proc.pid), "-d", str(int(args.duration)),
+                                   "-r", str(args.sample_rate), "-f", "raw", "-o", str(recs[name]),
+                                   # Native unwinding must pause the process for each sample.
+                                   *(["--native"] if args.native else ["--nonblocking"])],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for name, proc in (("worker", stack.worker), ("api", stack.api))]  # fmt: skip
         async with stack.client() as api:

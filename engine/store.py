@@ -618,25 +618,34 @@ class Store:
             return earlier
 
     def open_send(self, key: str, customer_id: str, *, begin: MessageRow | None = None,
-                  counts: CountBatch | None = None) -> tuple[MessageRow | None, dict[str, Any]]:  # fmt: skip
+                  counts: CountBatch | None = None,
+                  claim_if: Callable[[dict[str, Any]], bool] | None = None) -> OpenedSend:  # fmt: skip
         """Everything a send needs before it delivers, in one transaction.
 
         Reads the earlier attempt under ``key`` and the customer's profile (created when new);
-        claims ``begin`` (an attempt under ``key``) when given; adds ``counts`` once.
+        claims ``begin`` (an attempt under ``key``) when given, and adds ``counts`` once with
+        it.
 
-        Returns:
-            (the earlier attempt, or None when there was none, the profile).
+        Args:
+            key: The send's idempotency key.
+            customer_id: Whose profile to read.
+            begin: The attempt to claim.
+            counts: Step counts added with the claim (once per their key).
+            claim_if: Claim only if this holds for the profile just read (a send's policy
+                checks on the profile); otherwise nothing is written and the caller decides.
         """
         with self._connect() as conn:
             profile = _ensure_customer(conn, customer_id)
-            if begin is not None:
+            claimed = begin is not None and (claim_if is None or claim_if(profile))
+            if claimed:
+                assert begin is not None
                 earlier = _claim_send(conn, begin)
+                if counts is not None:
+                    _claim_counts(conn, counts)
             else:
                 earlier = _message(conn, key)
-            if counts is not None:
-                _claim_counts(conn, counts)
             conn.commit()
-            return earlier, profile
+            return OpenedSend(earlier, profile, claimed)
 
     def set_send_status(self, idempotency_key: str, *, status: str, reason: str | None,
                         event: EventRow | None = None) -> bool:  # fmt: skip
@@ -836,6 +845,18 @@ class EnrollmentEnd:
     arm: str | None = None
     counts: CountBatch | None = None
     exited: EventRow | None = None
+
+
+class OpenedSend(NamedTuple):
+    """What ``Store.open_send`` found and did."""
+
+    #: The attempt recorded under the key before this one (None: this is the first).
+    earlier: MessageRow | None
+    #: The customer's profile.
+    profile: dict[str, Any]
+    #: Whether ``begin`` was claimed, with its counts (an earlier attempt under the key, if
+    #: any, is returned instead of a second one).
+    claimed: bool
 
 
 class SendRecorded(NamedTuple):

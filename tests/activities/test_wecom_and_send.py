@@ -39,6 +39,7 @@ from engine.emitter import EngineEvents
 from engine.fake_wecom import FakeWeCom, create_app
 from engine.lifecycle import gate_key, held_key
 from engine.models import EnrollmentRow
+from engine.plan import CapPlan, PolicyPlan, QuietHoursPlan
 from engine.servers import RunningServer, serve
 from engine.store import SendRecorded, Store, utcnow
 from engine.sweep_promise import SweepPromise, promise_key
@@ -537,18 +538,15 @@ async def test_the_last_send_records_the_end_of_the_enrollment_once(env: Env) ->
                          exit_reason="completed", at="2026-11-23T02:00:01+00:00", journey_id="j", version=1,
                          path=["s1"], tally=TallyInput(enrollment_id="enr-1", journey_id="j", version=1, seq=2,
                                                        entries=[TallyEntry("step.completed", "s1")]))  # fmt: skip
-    # The statements of each commit (the listeners see every connection of the store).
-    commits: list[str] = []
-    statements: list[str] = []
-    event.listen(env.store.engine, "before_cursor_execute", lambda *a: statements.append(a[2][:30]))
-    event.listen(env.store.engine, "commit", lambda _conn: commits.append(" | ".join(statements)) or statements.clear())
+    commits = commit_log(env.store)
     for attempt in range(2):  # the second is a retry of the same activity
         result = await ActivityEnvironment().run(acts.send, send_input("s1", finish=finish))
         assert (result.status, result.finished) == ("sent", True)
         if attempt == 0:
-            # The reads, the claim (a governed send claims once the policy lets it go), then
-            # one commit for the outcome, message.sent, the end and journey.exited.
-            assert len(commits) == 3, commits
+            # The reads with the claim (nothing in the profile holds this governed send
+            # back), then one commit for the outcome, message.sent, the end and journey.exited.
+            assert len(commits) == 2, commits
+            assert "INSERT INTO messages" in commits[0], commits
             assert "UPDATE messages" in commits[-1] and "UPDATE enrollments" in commits[-1], commits
             assert commits[-1].count("INSERT INTO events") == 2, commits
     row = env.store.get_enrollment("enr-1")
@@ -570,6 +568,40 @@ async def test_the_last_send_records_the_end_of_the_enrollment_once(env: Env) ->
     result = await broken.send(send_input("s1", enrollment_id="enr-2", finish=finish))
     assert (result.status, result.finished) == ("sent", False)
     assert env.store.get_send("enr-2:s1:1").status == "sent"
+
+
+def commit_log(store: Store) -> list[str]:
+    """The statements of each commit from now on (the listeners see every connection of the store)."""
+    commits: list[str] = []
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2][:30]))
+    event.listen(store.engine, "commit", lambda _conn: commits.append(" | ".join(statements)) or statements.clear())
+    return commits
+
+
+async def test_a_governed_send_claims_with_its_reads_unless_its_policy_holds_it_back(env: Env) -> None:
+    # 02:00 UTC is 10:00 in Shanghai (the customer's zone).
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan",
+                                  "timezone": "Asia/Shanghai"})  # fmt: skip
+    acts = SendActivities(env.store, env.client())
+    commits = commit_log(env.store)
+    night = PolicyPlan(quiet_hours=QuietHoursPlan(start="21:00", end="09:00"))
+    assert (await acts.send(send_input("s1", policy=night))).status == "sent"
+    assert len(commits) == 2 and "INSERT INTO messages" in commits[0], "claimed with the reads, then the outcome"
+    commits.clear()
+    morning = PolicyPlan(quiet_hours=QuietHoursPlan(start="09:00", end="12:00"))
+    deferred = await acts.send(send_input("s2", policy=morning))
+    assert (deferred.status, deferred.retry_at) == ("deferred", "2026-11-23T12:00:00+08:00")
+    assert env.store.get_send("enr-1:s2:1") is None, "nothing claimed for a send the quiet hours hold back"
+    assert len(commits) == 2 and "INSERT INTO messages" not in commits[0], commits
+    commits.clear()
+    capped = PolicyPlan(frequency_caps=(CapPlan(max=5, per_s=86400),))
+    assert (await acts.send(send_input("s3", policy=capped))).status == "sent"
+    assert len(commits) == 3, "under caps: the reads, the claim once the ledger allows it, the outcome"
+    env.store.put_customer("c1", {"tags": ["unsubscribed"]})
+    assert (await acts.send(send_input("s4", policy=night))).reason == "opted_out"
+    assert env.store.get_send("enr-1:s4:1").status == "skipped"
+    assert len(env.fake.listing()) == 2
 
 
 async def test_a_last_task_send_records_the_end_only_once_the_sweep_was_told(env: Env) -> None:

@@ -234,13 +234,13 @@ def test_message_log_moves_its_counters_with_every_status_change(store: Store) -
 
 def test_a_send_claims_its_attempt_and_carried_counts_in_one_transaction(store: Store) -> None:
     steps = CountBatch("tally/enr1/1", [(CounterKey("shop", 1, counters.STEP_ENTERED, "hello"), 1)])
-    earlier, profile = store.open_send("k1", "new-customer", begin=message("k1"), counts=steps)
-    assert earlier is None and profile == {"id": "new-customer"} and store.get_customer("new-customer")
+    earlier, profile, claimed = store.open_send("k1", "new-customer", begin=message("k1"), counts=steps)
+    assert earlier is None and claimed and profile == {"id": "new-customer"} and store.get_customer("new-customer")
     # A retried attempt finds the first one and counts nothing twice.
-    earlier, _ = store.open_send("k1", "new-customer", begin=message("k1"), counts=steps)
+    earlier, _, _ = store.open_send("k1", "new-customer", begin=message("k1"), counts=steps)
     assert earlier is not None and earlier.status == "sending"
     assert store.begin_send(message("k1"), counts=steps) is not None
-    assert store.open_send("k2", "new-customer")[0] is None, "a read alone claims nothing"
+    assert store.open_send("k2", "new-customer").earlier is None, "a read alone claims nothing"
     assert store.get_send("k2") is None
     # A wrong guess of the attempt's state still moves the right counters.
     store.finish_send("k1", status="sent", reason=None, response={}, expect=("pending_confirmation", None))
@@ -249,6 +249,18 @@ def test_a_send_claims_its_attempt_and_carried_counts_in_one_transaction(store: 
     store.record_end(EnrollmentEnd("enr1", status="exited", exit_reason="completed", at=utcnow(), counts=steps))
     assert store.apply_tally(CountBatch("tally/enr1/2", steps.changes))
     assert {(c.metric, c.label): c.value for c in store.counters("shop") if c.value}[(counters.STEP_ENTERED, "")] == 2
+
+
+def test_a_send_claims_only_when_the_profile_it_reads_lets_it_go(store: Store) -> None:
+    # A claim the profile does not allow writes nothing: neither the attempt nor its counts.
+    held = CountBatch("tally/enr2/1", [(CounterKey("shop", 1, counters.STEP_ENTERED, "bye"), 1)])
+    opened = store.open_send("k3", "new-customer", begin=message("k3"), counts=held,
+                             claim_if=lambda profile: profile.get("vip") is True)  # fmt: skip
+    assert (opened.earlier, opened.claimed) == (None, False) and store.get_send("k3") is None
+    assert store.apply_tally(held), "its counts were not claimed"
+    store.put_customer("new-customer", {"vip": True})
+    assert store.open_send("k3", "new-customer", begin=message("k3"), claim_if=lambda p: p.get("vip") is True).claimed
+    assert store.get_send("k3").status == "sending"
 
 
 def test_a_retried_admission_is_the_same_enrollment(store: Store) -> None:
