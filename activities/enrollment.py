@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from redis.asyncio import Redis
 from temporalio import activity
@@ -35,6 +36,29 @@ from workflows.messages import (
 )
 
 
+@dataclass
+class PreparedAdmission:
+    """An admission ready to decide (``EnrollmentActivities.prepare``)."""
+
+    inp: AdmitInput
+    #: The journey's status (None: no such journey).
+    status: str | None
+    #: The enrollment to record.
+    row: EnrollmentRow
+    #: Its ``journey.entered`` event, stored with it.
+    entered: EventRow
+
+
+class AdmissionDecision(NamedTuple):
+    """What ``EnrollmentActivities.decide`` found."""
+
+    #: Why the customer is refused (None: admitted).
+    refused: str | None
+    #: ``Store.admit``'s answer: True recorded now, None recorded before (a retry), False a
+    #: duplicate trigger (or not recorded, when refused).
+    recorded: bool | None
+
+
 class EnrollmentActivities:
     """Admission checks, enrollment records in SQL, and the Redis active-enrollment index.
 
@@ -61,8 +85,9 @@ class EnrollmentActivities:
     async def enroll(self, inp: AdmitInput, *, retried: bool = False) -> AdmitResult:
         """Admit (or refuse) and record the enrollment: the admission activity's work.
 
-        The first step's send runs it too, when it carries the admission
-        (``SendInput.admit``), instead of a local activity of its own.
+        ``prepare``, ``decide`` (on the store's SQL thread) and ``conclude`` in turn. The
+        first step's send runs those parts itself when it carries the admission
+        (``SendInput.admit``), with ``decide`` in the thread trip of its own reads.
 
         Args:
             inp: The enrollment to admit.
@@ -73,6 +98,12 @@ class EnrollmentActivities:
         Returns:
             Whether the customer is admitted and, if not, why.
         """
+        prepared = await self.prepare(inp)
+        decision = await self._store.offload(self.decide, prepared, retried=retried)
+        return await self.conclude(prepared, decision)
+
+    async def prepare(self, inp: AdmitInput) -> PreparedAdmission:
+        """What the admission needs from Redis: the journey's status and the ``journey.entered`` row."""
         row = EnrollmentRow(
             enrollment_id=inp.enrollment_id, workflow_id=inp.workflow_id, journey_id=inp.journey_id,
             version=inp.version, customer_id=inp.customer_id, key=inp.key,
@@ -92,19 +123,38 @@ class EnrollmentActivities:
                 ),  # fmt: skip
             ),
         )
-        refused, recorded = await self._store.offload(self._check_and_record, inp, status, row, entered, retried)
+        return PreparedAdmission(inp, status, row, entered)
+
+    def decide(self, prepared: PreparedAdmission, *, retried: bool = False) -> AdmissionDecision:
+        """Check and record the enrollment, in one commit (blocking: on the store's SQL thread).
+
+        Args:
+            prepared: From ``prepare``.
+            retried: An enrollment an earlier attempt recorded stays admitted, unchecked.
+        """
+        inp = prepared.inp
+        if retried and self._store.has_enrollment(inp.enrollment_id):
+            return AdmissionDecision(None, None)
+        refused = self._check(inp, prepared.status)
         if refused is not None:
+            return AdmissionDecision(refused, False)
+        return AdmissionDecision(None, self._store.admit(prepared.row, prepared.entered))
+
+    async def conclude(self, prepared: PreparedAdmission, decision: AdmissionDecision) -> AdmitResult:
+        """After ``decide``: the listener index and the ``journey.entered`` routing; the answer."""
+        inp = prepared.inp
+        if decision.refused is not None:
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
-            return AdmitResult(admitted=False, reason=refused)
-        if recorded is False:
+            return AdmitResult(admitted=False, reason=decision.refused)
+        if decision.recorded is False:
             # The same trigger event was routed twice (e.g. recovered after a crash).
             return AdmitResult(admitted=False, reason="duplicate_trigger")
         await routing.add_active(
             self._redis, inp.customer_id, inp.workflow_id, inp.listens if inp.listens is not None else ["*"]
         )
-        if recorded:  # else a retry: the first attempt stored the event (recovery routes it if need be)
+        if decision.recorded:  # else a retry: the first attempt stored the event (recovery routes it if need be)
             metrics.ENROLLED.labels(inp.journey_id).inc()
-            await self._events.stored(entered, new=True)
+            await self._events.stored(prepared.entered, new=True)
         return AdmitResult(admitted=True)
 
     async def _status(self, journey_id: str) -> str | None:
@@ -112,17 +162,6 @@ class EnrollmentActivities:
             return (await read_gate(self._redis, self._store, journey_id)).status
         except JourneyError:
             return None
-
-    def _check_and_record(
-        self, inp: AdmitInput, status: str | None, row: EnrollmentRow, entered: EventRow, retried: bool
-    ) -> tuple[str | None, bool | None]:
-        """(refusal reason or None, ``Store.admit``'s answer), in one thread trip and one commit."""
-        if retried and self._store.has_enrollment(inp.enrollment_id):
-            return None, None
-        refused = self._check(inp, status)
-        if refused is not None:
-            return refused, False
-        return None, self._store.admit(row, entered)
 
     def _check(self, inp: AdmitInput, status: str | None) -> str | None:
         if status != "active":

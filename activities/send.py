@@ -11,7 +11,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import Delivered, DeliveryError, Rendered, WebhookSender, customer_payload, deliver, render
-from activities.enrollment import announce_end, count_batch, gate_state, prepare_end, record_finish
+from activities.enrollment import (
+    AdmissionDecision,
+    PreparedAdmission,
+    announce_end,
+    count_batch,
+    gate_state,
+    prepare_end,
+    record_finish,
+)
 from activities.policy import CapLedger, opted_out, quiet_until
 from activities.reconcile import find_mass_send
 from activities.steps import customer_zone
@@ -22,16 +30,32 @@ from engine.counters import CountBatch
 from engine.emitter import EngineEvents
 from engine.lifecycle import check_gate, read_gate
 from engine.models import EventRow, MessageRow
-from engine.store import EnrollmentEnd, SendRecorded, Store, aware, utcnow
+from engine.store import EnrollmentEnd, OpenedSend, SendRecorded, Store, aware, utcnow
 from rules import RuleError
 from workflows.messages import SEND, AdmitInput, AdmitResult, FinishInput, SendInput, SendResult
 
 
 class Admission(Protocol):
-    """Admits (or refuses) an enrollment: ``EnrollmentActivities.enroll``."""
+    """Admits (or refuses) an enrollment in three parts: ``EnrollmentActivities``.
 
-    async def __call__(self, inp: AdmitInput, *, retried: bool = False) -> AdmitResult:
-        """Whether ``inp``'s customer is admitted; ``retried``: an earlier attempt may have admitted it."""
+    In parts so that a first send can decide the admission in the thread trip of its own
+    reads (``decide`` is blocking, for the store's SQL thread).
+    """
+
+    async def enroll(self, inp: AdmitInput, *, retried: bool = False) -> AdmitResult:
+        """The three parts in turn; ``retried``: an earlier attempt may have admitted it."""
+        ...
+
+    async def prepare(self, inp: AdmitInput) -> PreparedAdmission:
+        """What deciding needs from Redis."""
+        ...
+
+    def decide(self, prepared: PreparedAdmission, *, retried: bool = False) -> AdmissionDecision:
+        """Check and record the enrollment (blocking)."""
+        ...
+
+    async def conclude(self, prepared: PreparedAdmission, decision: AdmissionDecision) -> AdmitResult:
+        """Index and announce an admitted enrollment; the answer."""
         ...
 
 
@@ -53,7 +77,7 @@ class SendActivities:
             task is logged ``pending_confirmation`` (without it, the task is logged ``sent``
             when WeCom accepts it).
         admission: Admits the customer when the first step's send carries the admission
-            (``SendInput.admit``); called as ``admission(inp, retried=...)``.
+            (``SendInput.admit``): ``EnrollmentActivities``.
     """
 
     def __init__(self, store: Store, wecom: WeComClient, events: EngineEvents | None = None,
@@ -138,21 +162,9 @@ class SendActivities:
         """
         key = idempotency_key(inp)
         counts = count_batch(inp.tally)
-        check_gate = inp.gate
-        if inp.admit is not None:
-            # First the admission: a refused customer gets nothing, and nothing of it counts.
-            retried = activity.info().attempt > 1
-            refused = await self._admit(inp.admit, retried=retried)
-            if refused is not None:
-                return refused, _UNSETTLED
-            # A first attempt's admission found the journey active just now.
-            check_gate = check_gate and retried
-        if check_gate:
-            held = await self._hold_if_closed(inp, key, counts)
-            if held is not None:
-                return held, _UNSETTLED
         # Policies govern proactive marketing messages to the customer (§6a.5), nothing else.
         governed = inp.category == "marketing" and inp.customer_facing
+        now = datetime.fromisoformat(inp.now)
         # The attempt is claimed, with the step counts it carries, in the same transaction as
         # the send's reads: one thread trip and one commit before the delivery (thread
         # hand-offs and commits were most of a busy worker, bench/RESULTS.md). A governed send
@@ -161,12 +173,22 @@ class SendActivities:
         # counted) only once the whole policy lets it go.
         capped = governed and inp.policy is not None and bool(inp.policy.frequency_caps)
         begin = None if capped or inp.skip_reason else self._attempt_row(inp, key, "sending")
-        now = datetime.fromisoformat(inp.now)
         claim_if = functools.partial(_profile_lets_go, inp, now) if governed and begin is not None else None
-        earlier, customer, claimed = await self._store.offload(
-            self._store.open_send, key, inp.customer_id, begin=begin, counts=counts if begin else None,
-            claim_if=claim_if,
-        )  # fmt: skip
+        open_send = functools.partial(self._store.open_send, key, inp.customer_id, begin=begin,
+                                      counts=counts if begin else None, claim_if=claim_if)  # fmt: skip
+        opened = None
+        if inp.admit is not None:
+            # First the admission: a refused customer gets nothing, and nothing of it counts.
+            refused, opened = await self._admit_then_open(inp.admit, open_send)
+            if refused is not None:
+                return refused, _UNSETTLED
+        if opened is None:
+            if inp.gate:
+                held = await self._hold_if_closed(inp, key, counts)
+                if held is not None:
+                    return held, _UNSETTLED
+            opened = await self._store.offload(open_send)
+        earlier, customer, claimed = opened
         if earlier is not None and earlier.status in ("sent", "skipped", "pending_confirmation"):
             # A retry after the message already went out (the worker crashed before
             # reporting): report the recorded outcome, never send twice.
@@ -244,8 +266,17 @@ class SendActivities:
         settled = await self._settle(inp, key, reason, delivered, rendered, settling)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients), settled
 
-    async def _admit(self, admission: AdmitInput, *, retried: bool) -> SendResult | None:
-        """The admission this send carries: ``refused`` if the customer is not admitted.
+    async def _admit_then_open(
+        self, admission: AdmitInput, open_send: Callable[[], OpenedSend]
+    ) -> tuple[SendResult | None, OpenedSend | None]:
+        """The admission this send carries, then (if admitted) the send's reads and claim.
+
+        On a first attempt both in one thread trip to the SQL thread; the admission's fresh
+        look at the journey's status stands in for the send's gate check. A retried attempt
+        admits alone (its send then checks the gate as any other).
+
+        Returns:
+            (``refused`` if the customer is not admitted, ``open_send``'s answer if it ran).
 
         Raises:
             ApplicationError: Non-retryable if this worker was built without admissions.
@@ -253,8 +284,23 @@ class SendActivities:
         if self._admission is None:
             raise ApplicationError("this send carries an admission and the worker has none to run it",
                                    type="ConfigurationError", non_retryable=True)  # fmt: skip
-        admitted = await self._admission(admission, retried=retried)
-        return None if admitted.admitted else SendResult(status="refused", reason=admitted.reason)
+        parts = self._admission
+        if activity.info().attempt > 1:
+            admitted = await parts.enroll(admission, retried=True)
+            return (None if admitted.admitted else SendResult(status="refused", reason=admitted.reason)), None
+        prepared = await parts.prepare(admission)
+
+        def decide_then_open() -> tuple[AdmissionDecision, OpenedSend | None]:
+            decision = parts.decide(prepared)
+            if decision.refused is not None or decision.recorded is False:
+                return decision, None
+            return decision, open_send()
+
+        decision, opened = await self._store.offload(decide_then_open)
+        admitted = await parts.conclude(prepared, decision)
+        if not admitted.admitted:
+            return SendResult(status="refused", reason=admitted.reason), None
+        return None, opened
 
     async def _prepare_settlement(self, inp: SendInput) -> _Settlement:
         """What a delivery that is ``sent`` logs with its outcome, ready to store.

@@ -55,7 +55,7 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0,
     promise = SweepPromise(rt.redis, queue)
     sends = SendActivities(
         rt.store, rt.wecom, events, webhook=WebhookSender(rt.http, rt.settings.journeys_webhook_secret),
-        confirmations=ConfirmationSweep(rt.temporal, task_queue=queue, promise=promise), admission=enrollment.enroll,
+        confirmations=ConfirmationSweep(rt.temporal, task_queue=queue, promise=promise), admission=enrollment,
     )  # fmt: skip
     confirmations = ConfirmationActivities(
         rt.store, rt.wecom, events, first_poll_s=rt.settings.wecom_confirm_poll_s, promise=promise

@@ -774,12 +774,25 @@ async def test_the_fakes_listing_can_start_after_the_messages_already_seen(env: 
     assert refused.status_code == 422
 
 
+def sql_thread_trips(store: Store) -> list[str]:
+    """The calls ``store`` hands to its SQL thread from now on."""
+    trips: list[str] = []
+    offload = store.offload
+
+    async def counted(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return await offload(fn, *args, **kwargs)
+
+    store.offload = counted  # type: ignore[method-assign]
+    return trips
+
+
 def admitting(env: Env) -> SendActivities:
     """Send activities that run the admission a first send carries (as the worker builds them)."""
     # Nothing listens to journey.entered here: the dispatcher never needs Temporal.
     events = EngineEvents(Dispatcher(env.store, env.redis, None, task_queue="q"))  # type: ignore[arg-type]
     return SendActivities(env.store, env.client(), events=events,
-                          admission=EnrollmentActivities(env.store, env.redis, events).enroll)  # fmt: skip
+                          admission=EnrollmentActivities(env.store, env.redis, events))  # fmt: skip
 
 
 def admission(enrollment_id: str, **over: object) -> AdmitInput:
@@ -811,8 +824,12 @@ async def test_a_send_that_carries_the_admission_admits_before_it_sends_and_refu
                            entries=[TallyEntry("step.entered", "s1")])  # fmt: skip
         return send_input(enrollment_id=enrollment_id, admit=admission(enrollment_id), gate=True, tally=batch)
 
+    trips = sql_thread_trips(env.store)
     sent = await attempt(1).run(acts.send, first_send("enr-1"))
     assert sent.status == "sent" and len(env.fake.listing()) == 1
+    # The admission, the send's reads and its claim in one trip to the SQL thread, then the
+    # outcome (and the dispatcher's first look at the journeys, cached from then on).
+    assert [t for t in trips if t != "active_plans"] == ["decide_then_open", "finish_send"], trips
     assert env.store.get_enrollment("enr-1").workflow_id == "wf-enr-1"
     with env.store.engine.connect() as conn:
         entered = conn.execute(text("select count(*) from events where event_id = 'enr-1:entered'")).scalar()
