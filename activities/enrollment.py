@@ -58,6 +58,11 @@ class AdmissionDecision(NamedTuple):
     #: duplicate trigger (or not recorded, when refused).
     recorded: bool | None
 
+    @property
+    def admitted(self) -> bool:
+        """Whether the enrollment stands: not refused, and not a trigger admitted before."""
+        return self.refused is None and self.recorded is not False
+
 
 class EnrollmentActivities:
     """Admission checks, enrollment records in SQL, and the Redis active-enrollment index.
@@ -146,7 +151,7 @@ class EnrollmentActivities:
         if decision.refused is not None:
             await routing.remove_active(self._redis, inp.customer_id, inp.workflow_id)
             return AdmitResult(admitted=False, reason=decision.refused)
-        if decision.recorded is False:
+        if not decision.admitted:
             # The same trigger event was routed twice (e.g. recovered after a crash).
             return AdmitResult(admitted=False, reason="duplicate_trigger")
         await routing.add_active(

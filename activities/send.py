@@ -173,7 +173,11 @@ class SendActivities:
         # counted) only once the whole policy lets it go.
         capped = governed and inp.policy is not None and bool(inp.policy.frequency_caps)
         begin = None if capped or inp.skip_reason else self._attempt_row(inp, key, "sending")
-        claim_if = functools.partial(_profile_lets_go, inp, now) if governed and begin is not None else None
+
+        def lets_go(profile: dict[str, Any]) -> bool:
+            return _held_by_profile(inp, now, profile) is None
+
+        claim_if = lets_go if governed and begin is not None else None
         open_send = functools.partial(self._store.open_send, key, inp.customer_id, begin=begin,
                                       counts=counts if begin else None, claim_if=claim_if)  # fmt: skip
         opened = None
@@ -292,9 +296,7 @@ class SendActivities:
 
         def decide_then_open() -> tuple[AdmissionDecision, OpenedSend | None]:
             decision = parts.decide(prepared)
-            if decision.refused is not None or decision.recorded is False:
-                return decision, None
-            return decision, open_send()
+            return decision, (open_send() if decision.admitted else None)
 
         decision, opened = await self._store.offload(decide_then_open)
         admitted = await parts.conclude(prepared, decision)
@@ -390,17 +392,15 @@ class SendActivities:
 
         ``counts`` are added with the attempt a skip or a deferral logs.
         """
-        if opted_out(customer):
-            return await self._skip(inp, key, "opted_out", counts)
+        held = _held_by_profile(inp, now, customer)
+        if held is not None:
+            reason, until = held
+            if until is None:
+                return await self._skip(inp, key, reason, counts)
+            return await self._defer(inp, key, reason, until, counts)
         policy = inp.policy
         if policy is None:
             return None
-        if policy.quiet_hours is not None:
-            until = quiet_until(now, customer_zone(customer, inp.timezone), policy.quiet_hours)
-            if until is not None:
-                if policy.quiet_hours.action == "skip":
-                    return await self._skip(inp, key, "quiet_hours", counts)
-                return await self._defer(inp, key, "quiet_hours", until, counts)
         if policy.frequency_caps:
             decision = await self._caps.reserve(inp.customer_id, key, now, policy.frequency_caps)
             if not decision.allowed:
@@ -497,15 +497,21 @@ def _event_fields(inp: SendInput, name: str, extra: dict[str, Any]) -> dict[str,
     }  # fmt: skip
 
 
-def _profile_lets_go(inp: SendInput, now: datetime, profile: dict[str, Any]) -> bool:
-    """Whether the policy's checks on the profile let a governed send go now (no opt-out, not quiet).
+def _held_by_profile(inp: SendInput, now: datetime, profile: dict[str, Any]) -> tuple[str, datetime | None] | None:
+    """Why the policy's checks on the profile hold a governed send back now, if they do.
 
-    Frequency caps are not checked here: they need Redis (``SendActivities._apply_policy``).
+    Returns:
+        None if they let it go, else (why, when to try again; None: skip it). Frequency caps
+        are not checked here: they need Redis (``_apply_policy``).
     """
     if opted_out(profile):
-        return False
+        return "opted_out", None
     quiet = inp.policy.quiet_hours if inp.policy is not None else None
-    return quiet is None or quiet_until(now, customer_zone(profile, inp.timezone), quiet) is None
+    if quiet is not None:
+        until = quiet_until(now, customer_zone(profile, inp.timezone), quiet)
+        if until is not None:
+            return "quiet_hours", (None if quiet.action == "skip" else until)
+    return None
 
 
 def _context(inp: SendInput, customer: dict[str, Any]) -> dict[str, Any]:
