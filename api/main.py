@@ -102,6 +102,7 @@ def create_app(rt: Runtime, *, admin_key: str, recover_events: bool = True) -> F
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await dispatcher.close()
 
     app = FastAPI(
         title="Journeys API",

@@ -3,9 +3,10 @@
 An event is stored (unique on ``event_id``) before anything else, so the API can answer
 202 only once it is durable; routing then (1) signal-with-starts an enrollment for each
 active journey whose trigger matches, and (2) signals every running enrollment of the
-customer. ``dispatched_at`` is set last; events whose routing was interrupted are found
-and routed again by ``recover``, and duplicates of either kind are absorbed (workflows
-drop repeated event ids, admission is unique per trigger event).
+customer. ``dispatched_at`` is set last, in batches shortly after routing
+(``engine.dispatch_marks``); events whose routing was interrupted, or whose mark was lost,
+are found and routed again by ``recover``, and duplicates of either kind are absorbed
+(workflows drop repeated event ids, admission is unique per trigger event).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 from temporalio.client import Client
 
 from engine import metrics, routing
+from engine.dispatch_marks import PendingMarks
 from engine.history import event_counter
 from engine.models import EventRow
 from engine.plan import JourneyPlan
@@ -124,6 +126,7 @@ class Dispatcher:
         self._task_queue = task_queue
         self._clock_offset_s = clock_offset_s
         self.plans = PlanCache(store, redis)
+        self.marks = PendingMarks(store)
         self._background: set[asyncio.Task[None]] = set()
 
     def now(self) -> datetime:
@@ -197,10 +200,13 @@ class Dispatcher:
                 results.append(Accepted(row.event_id, duplicate=False, enrolled=[], signalled=[], deferred=True))
             else:
                 results.append(Accepted(row.event_id, duplicate=False, enrolled=outcome[0], signalled=outcome[1]))
-        routed = [eid for eid, outcome in outcomes.items() if outcome is not None]
-        if routed:  # engine events nothing listens to were stored dispatched: no thread trip
-            await self._store.offload(self._store.mark_dispatched, routed)
+        # Not awaited: the events are stored and routed, and the marks of many share a commit.
+        self.marks.add(eid for eid, outcome in outcomes.items() if outcome is not None)
         return results
+
+    async def close(self) -> None:
+        """Write the pending dispatch marks (so recovery does not route those events again)."""
+        await self.marks.close()
 
     def event_row(self, event: IncomingEvent, received: datetime) -> EventRow:
         """The row that stores ``event`` (received at ``received``), not yet dispatched."""
@@ -230,10 +236,7 @@ class Dispatcher:
         Never raises: a row whose routing or marking failed stays undispatched, and
         ``recover`` routes it later, as for an event ``accept`` deferred.
         """
-        try:
-            await self._route_rows(rows)
-        except Exception:  # noqa: BLE001 - see above
-            log.exception("marking events %s dispatched failed; recovery routes them", [r.event_id for r in rows])
+        await self._route_rows(rows)
 
     async def _idle(
         self, rows: list[EventRow]
@@ -270,6 +273,7 @@ class Dispatcher:
         return idle, indexes, plans
 
     async def _route_rows(self, rows: list[EventRow]) -> None:
+        """Route each row, then mark those routed; never raises (see ``route_stored``)."""
         routed = []
         for row in rows:
             try:
@@ -277,7 +281,7 @@ class Dispatcher:
                 routed.append(row.event_id)
             except Exception:  # noqa: BLE001 - stays undispatched; recovery routes it later
                 log.exception("background routing of event %s failed", row.event_id)
-        await self._store.offload(self._store.mark_dispatched, routed)
+        self.marks.add(routed)
 
     async def route(self, row: EventRow, *, index: dict[bytes, bytes] | None = None,
                     plans: list[tuple[int, JourneyPlan]] | None = None) -> tuple[list[str], list[str]]:  # fmt: skip
@@ -393,6 +397,7 @@ class Dispatcher:
     async def recover(self, *, older_than: timedelta = timedelta(seconds=30)) -> list[str]:
         """Route events whose routing was interrupted. Returns the ids of those routed now."""
         before = datetime.now(UTC) - older_than
+        await self.marks.flush()  # routed already, only their marks were pending
         rows = await self._store.offload(self._store.undispatched_events, received_before=before)
         done = []
         for row in rows:

@@ -192,6 +192,7 @@ async def _run(
                                   properties=properties, timestamp=at)  # fmt: skip
             await dispatcher.accept([event])
         await advance_to(start + scenario.until)
+        await dispatcher.close()
         if at_end is not None:
             await at_end(rt)
         return await _report(rt, start)

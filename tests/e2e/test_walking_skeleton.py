@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from redis.asyncio import Redis
@@ -13,6 +13,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from engine.config import Settings
 from engine.dispatch import Dispatcher, IncomingEvent
+from engine.dispatch_marks import PendingMarks
 from engine.embedded import free_port
 from engine.worker import build_worker
 from tests.conftest import Stack
@@ -164,6 +165,34 @@ async def test_event_whose_routing_failed_is_recovered_not_lost(stack: Stack) ->
     await eventually(lambda: fake_messages(stack, text=f"pong {cid}"), until=lambda m: len(m) == 1)
     assert f"e-{cid}" not in await healthy.recover(older_than=timedelta(0)), "a routed event is not routed again"
     assert len(await fake_messages(stack, text=f"pong {cid}")) == 1
+
+
+async def test_the_answer_does_not_wait_for_the_dispatch_mark_and_recovery_does_not_route_twice(
+    stack: Stack,
+) -> None:
+    jid = f"marks-{uuid.uuid4().hex[:8]}"
+    cid = f"c-{uuid.uuid4().hex[:6]}"
+    async with stack.client() as api:
+        await deploy(api, f"journey: {jid}\ntrigger: {{event: mark.check}}\nsteps:\n"
+                          f"  - send: {{channel: wecom.app, to: ops, text: 'pong {cid}'}}\n")  # fmt: skip
+    store = stack.rt.store
+    dispatcher = Dispatcher(store, stack.rt.redis, stack.rt.temporal, task_queue=stack.rt.settings.temporal_task_queue)
+    dispatcher.marks = PendingMarks(store, delay_s=3600)  # the mark waits until something flushes it
+    event = IncomingEvent(event_id=f"m-{cid}", customer_id=cid, name="mark.check", properties={})
+    [result] = await dispatcher.accept([event])
+    assert result.enrolled == [f"journey/{jid}/{cid}"] and not result.deferred
+    later = datetime.now(UTC) + timedelta(minutes=1)
+
+    async def still_undispatched() -> bool:
+        rows = await store.offload(store.undispatched_events, received_before=later)
+        return any(row.event_id == f"m-{cid}" for row in rows)
+
+    assert await still_undispatched(), "routed and answered; its mark is still pending"
+    recovered = await dispatcher.recover(older_than=timedelta(0))
+    assert f"m-{cid}" not in recovered, "a pending mark is written, not routed again"
+    assert not await still_undispatched()
+    await dispatcher.close()
+    await eventually(lambda: fake_messages(stack, text=f"pong {cid}"), until=lambda m: len(m) == 1)
 
 
 async def test_worker_concurrency_comes_from_the_settings(stack: Stack) -> None:
