@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import activity
 
 from activities.wecom import WeComClient, WeComError
+from engine.dispatch import IncomingEvent
 from engine.emitter import EngineEvents
-from engine.models import MessageRow
-from engine.store import Store, aware, utcnow
+from engine.models import EventRow, MessageRow
+from engine.store import DecidedTask, Store, aware, utcnow
 from engine.sweep_promise import SweepPromise
 from workflows.messages import SWEEP_CONFIRMATIONS, TRACK_MASS_SEND, SweepResult, TrackInput, TrackResult
 
@@ -46,6 +49,34 @@ def next_check(created_at: datetime, now: datetime, first_poll_s: float) -> date
     age = now - created_at
     wait = min(max(age, timedelta(seconds=first_poll_s)), MAX_INTERVAL)
     return min(now + wait, created_at + GIVE_UP_AFTER)
+
+
+#: Checks whose findings one commit records.
+RECORD_EVERY = 50
+
+
+@dataclass(frozen=True)
+class _Finding:
+    """What one check of a task found: its outcome (status, reason), or when to check again.
+
+    Neither: the task cannot be checked (no msgid), and nothing will ask again.
+    """
+
+    row: MessageRow
+    msgid: str | None = None
+    outcome: tuple[str, str | None] | None = None
+    recheck_at: datetime | None = None
+
+
+def _announcement(found: _Finding) -> IncomingEvent:
+    """The ``message.sent`` / ``message.failed`` that announces a decided task."""
+    row, (outcome, reason) = found.row, found.outcome or ("failed", None)
+    name = "message.sent" if outcome == "sent" else "message.failed"
+    return IncomingEvent(
+        event_id=f"{row.idempotency_key}:{name}", customer_id=row.customer_id, name=name, timestamp=row.at,
+        properties={"journey": row.journey_id, "version": row.version, "enrollment_id": row.enrollment_id,
+                    "step": row.step_id, "channel": row.channel, "msgid": found.msgid, "reason": reason},
+    )  # fmt: skip
 
 
 def _promise_until(now: datetime) -> datetime:
@@ -118,18 +149,21 @@ class ConfirmationActivities:
             due = await self._store.offload(self._store.due_confirmations, now, limit=self._batch)
             limit = asyncio.Semaphore(self._concurrency)
 
-            async def check(row: MessageRow) -> bool:
+            async def check(row: MessageRow) -> _Finding:
                 async with limit:
                     try:
                         return await self._check(row, now)
                     except WeComError as exc:
                         # A failed look says nothing about the task: ask again soon, not after the backoff.
                         log.warning("confirmation check of %s failed, asking again: %s", row.idempotency_key, exc)
-                        again = now + timedelta(seconds=self._first_poll_s)
-                        await self._store.offload(self._store.schedule_check, row.idempotency_key, again)
-                        return False
+                        return _Finding(row, recheck_at=now + timedelta(seconds=self._first_poll_s))
 
-            decided = sum(await asyncio.gather(*(check(row) for row in due)))
+            decided = 0
+            # What a group of checks found is recorded in one commit (a crash before it only
+            # means asking WeCom again); groups keep each commit, and what a crash loses, small.
+            for start in range(0, len(due), RECORD_EVERY):
+                found = await asyncio.gather(*(check(row) for row in due[start : start + RECORD_EVERY]))
+                decided += await self._record(found)
             waiting = await self._store.offload(self._store.waiting_confirmations)
             if self._promise is not None:
                 waiting = await self._promise_another_round(waiting, now)
@@ -155,46 +189,46 @@ class ConfirmationActivities:
             await self._promise.hold(_promise_until(now))
         return waiting
 
-    async def _check(self, row: MessageRow, now: datetime) -> bool:
-        """Ask WeCom about one task; True once its outcome is recorded."""
+    async def _check(self, row: MessageRow, now: datetime) -> _Finding:
+        """Ask WeCom about one task: its outcome, or when to ask again."""
         msgid = (row.response or {}).get("msgid")
         if not msgid or not row.recipients:
             log.error("task %s waits for confirmation without a msgid or recipient; not checked", row.idempotency_key)
-            await self._store.offload(self._store.schedule_check, row.idempotency_key, None)
-            return False
+            return _Finding(row)
         created = aware(row.created_at) or now
         expired = now - created >= GIVE_UP_AFTER
         status = await self._ask(str(msgid), row.sender or "", row.recipients[0])
         if status == 0 and not expired:
-            await self._store.offload(self._store.schedule_check, row.idempotency_key,
-                                    next_check(created, now, self._first_poll_s))  # fmt: skip
-            return False
-        await self._record(row, str(msgid), *_outcome(status))
-        return True
+            return _Finding(row, recheck_at=next_check(created, now, self._first_poll_s))
+        return _Finding(row, msgid=str(msgid), outcome=_outcome(status))
 
     async def _ask(self, msgid: str, sender: str, external_userid: str) -> int:
         body = await self._wecom.groupmsg_send_result(msgid, sender)
         statuses = {str(r.get("external_userid")): int(r.get("status", 0)) for r in body.get("send_list") or []}
         return statuses.get(external_userid, 0)
 
-    async def _record(self, row: MessageRow, msgid: str, outcome: str, reason: str | None) -> None:
-        """Log the task's outcome with the event that announces it (one commit), then route the event.
+    async def _record(self, found: Sequence[_Finding]) -> int:
+        """Log what checks found in one commit: outcomes with the events that announce them, next checks.
 
-        Together, because once the outcome is logged nothing checks the task again: an event
-        emitted after it would be lost with a crash in between.
+        An outcome and its event together, because once the outcome is logged nothing checks
+        the task again: an event emitted after it would be lost with a crash in between.
+        Then the events are routed. Returns how many tasks were decided.
         """
-        event = None
+        decided = [f for f in found if f.outcome is not None]
+        events: list[EventRow | None] = [None] * len(decided)
+        if self._events is not None and decided:
+            events = list(await self._events.prepare_all([_announcement(f) for f in decided]))
+        tasks = [DecidedTask(f.row.idempotency_key, *f.outcome, event=event)  # type: ignore[misc]
+                 for f, event in zip(decided, events, strict=True)]  # fmt: skip
+        rechecks = [(f.row.idempotency_key, f.recheck_at) for f in found if f.outcome is None]
+        if not tasks and not rechecks:
+            return 0
+        stored = await self._store.offload(self._store.settle_confirmations, tasks, rechecks)
         if self._events is not None:
-            name = "message.sent" if outcome == "sent" else "message.failed"
-            event = await self._events.prepare(
-                event_id=f"{row.idempotency_key}:{name}", customer_id=row.customer_id, name=name, at=row.at,
-                properties={"journey": row.journey_id, "version": row.version, "enrollment_id": row.enrollment_id,
-                            "step": row.step_id, "channel": row.channel, "msgid": msgid, "reason": reason},
-            )  # fmt: skip
-        stored = await self._store.offload(self._store.set_send_status, row.idempotency_key, status=outcome,
-                                           reason=reason, event=event)  # fmt: skip
-        if self._events is not None and event is not None:
-            await self._events.stored(event, new=stored)
+            for event, new in zip(events, stored, strict=True):
+                if event is not None:
+                    await self._events.stored(event, new=new)
+        return len(tasks)
 
     @activity.defn(name=TRACK_MASS_SEND)
     async def track(self, inp: TrackInput, expired: bool) -> TrackResult:
@@ -206,5 +240,5 @@ class ConfirmationActivities:
         if status == 0 and not expired:
             return TrackResult(status="pending")
         outcome, reason = _outcome(status)
-        await self._record(row, inp.msgid, outcome, reason)
+        await self._record([_Finding(row, msgid=inp.msgid, outcome=(outcome, reason))])
         return TrackResult(status=outcome, reason=reason)

@@ -65,9 +65,15 @@ class EngineEvents:
         """
         event = IncomingEvent(event_id=event_id, customer_id=customer_id, name=name, properties=properties,
                               timestamp=at)  # fmt: skip
-        row = self._dispatcher.event_row(event, utcnow())
-        await self._dispatcher.mark_idle([row])
+        [row] = await self.prepare_all([event])
         return row
+
+    async def prepare_all(self, events: list[IncomingEvent]) -> list[EventRow]:
+        """``prepare`` for many events, with one listener check (one Redis round trip) for all."""
+        received = utcnow()
+        rows = [self._dispatcher.event_row(event, received) for event in events]
+        await self._dispatcher.mark_idle(rows)
+        return rows
 
     async def stored(self, row: EventRow, *, new: bool) -> None:
         """After the caller committed ``row`` (``new``: not a duplicate id): count it, route it if it must be.

@@ -46,6 +46,7 @@ class Statements:
     exit_enrollment: Update
     insert_event: Insert
     mark_dispatched: Update
+    schedule_check: Update
 
 
 @functools.cache
@@ -80,6 +81,10 @@ def statements(dialect: str) -> Statements:
         exit_enrollment=finish.where(e.status != "exited").returning(e.journey_id, e.version),
         insert_event=insert(_EVENTS).on_conflict_do_nothing(index_elements=["event_id"]).returning(_EVENTS.c.event_id),
         mark_dispatched=update(_EVENTS).where(_EVENTS.c.event_id.in_(bindparam("w_ids", expanding=True))),
+        # Only while the task waits: a decided one is never checked again.
+        schedule_check=update(_MESSAGES).where(
+            m.idempotency_key == bindparam("w_key"), m.status == "pending_confirmation"
+        ),  # fmt: skip
     )
 
 

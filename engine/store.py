@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from engine.models import (
 )
 from engine.plan import JourneyPlan
 from engine.statements import Executor, statements_for
+
+log = logging.getLogger("journeys.store")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -647,18 +650,6 @@ class Store:
             conn.commit()
             return OpenedSend(earlier, profile, claimed)
 
-    def set_send_status(self, idempotency_key: str, *, status: str, reason: str | None,
-                        event: EventRow | None = None) -> bool:  # fmt: skip
-        """Record the final outcome of an attempt that was waiting (a confirmed mass send).
-
-        ``event`` (the ``message.sent`` or ``message.failed`` it announces) is stored in the
-        same transaction, so that a decided task never lacks its event. Returns whether
-        ``event`` was stored now.
-        """
-        moved = self._move_message(idempotency_key, status, reason, {}, expect=("pending_confirmation", None),
-                                   event=event)  # fmt: skip
-        return moved.event
-
     def due_confirmations(self, now: datetime, *, limit: int) -> list[MessageRow]:
         """Tasks waiting for confirmation whose next check is due, the longest due first."""
         with self._session() as s:
@@ -671,14 +662,6 @@ class Store:
         with self._session() as s:
             q = select(func.count()).select_from(MessageRow).where(col(MessageRow.next_check_at).is_not(None))
             return int(s.exec(q).one())
-
-    def schedule_check(self, idempotency_key: str, at: datetime | None) -> None:
-        """When to check a waiting task again (None: never; it is still waiting, but nothing will ask)."""
-        table = MessageRow.__table__  # type: ignore[attr-defined]
-        with self._session() as s:
-            waiting = table.c.status == "pending_confirmation"
-            s.execute(update(table).where(table.c.idempotency_key == idempotency_key, waiting).values(next_check_at=at))
-            s.commit()
 
     def get_send(self, idempotency_key: str) -> MessageRow | None:
         """The send attempt recorded under this key, if any."""
@@ -745,30 +728,54 @@ class Store:
         while True:
             with self._connect() as conn:
                 if known is None:
-                    row = _message(conn, key)
-                    if row is None:
+                    known = _message_status(conn, key)
+                    if known is None:
                         raise NotFoundError(f"no send attempt {key}")
-                    known = (row.status, row.reason)
-                old_status, old_reason = known
-                sql = statements_for(conn)
-                stmt = sql.move_message_reason_null if old_reason is None else sql.move_message
-                params = {"w_key": key, "w_status": old_status, "status": status, "reason": reason, **fields,
-                          "next_check_at": utcnow() if status == "pending_confirmation" else None}  # fmt: skip
-                if old_reason is not None:
-                    params["w_reason"] = old_reason
-                moved = conn.execute(stmt, params).first()
+                moved = _move_from(conn, key, known, status, reason, fields)
                 if moved is None:
                     conn.rollback()
                     known = None
                     continue
-                before = CounterKey(moved.journey_id, moved.version, counters.SEND, moved.step_id,
-                                    send_label(old_status, old_reason))  # fmt: skip
-                bump(conn, [(before, -1), (before._replace(label=send_label(status, reason)), 1)])
                 # In this order: the message's event before the end that follows it.
                 recorded = SendRecorded(event=event is not None and _insert_event(conn, event),
                                         exited=end is not None and _record_end(conn, end))  # fmt: skip
                 conn.commit()
                 return recorded
+
+    def settle_confirmations(self, decided: Sequence[DecidedTask],
+                             rechecks: Sequence[tuple[str, datetime | None]] = ()) -> list[bool]:  # fmt: skip
+        """Record a sweep's findings in one transaction: decided tasks with their events, and next checks.
+
+        A decided task moves from ``pending_confirmation`` (or from whatever status another
+        writer moved it to first), with its counters, and its event is stored in the same
+        transaction, so a decided task never lacks its event; one that is gone is left out.
+        One commit for a round's tasks, where one each was most of the sweep's SQL.
+
+        Args:
+            decided: The tasks WeCom has an outcome for.
+            rechecks: (key, when to check again, or None for never) of tasks still waiting.
+
+        Returns:
+            For each decided task, whether its event was stored now.
+        """
+        stored: list[bool] = []
+        with self._connect() as conn:
+            for task in decided:
+                known: tuple[str, str | None] | None = ("pending_confirmation", None)
+                moved = None
+                while known is not None and moved is None:
+                    moved = _move_from(conn, task.key, known, task.status, task.reason, {})
+                    if moved is None:  # moved meanwhile: read again and move from there
+                        known = _message_status(conn, task.key)
+                if moved is None:
+                    log.warning("confirmed task %s is no longer in the message log; not recorded", task.key)
+                    stored.append(False)
+                    continue
+                stored.append(task.event is not None and _insert_event(conn, task.event))
+            for key, at in rechecks:
+                conn.execute(statements_for(conn).schedule_check, {"w_key": key, "next_check_at": at})
+            conn.commit()
+        return stored
 
     def purge_effects(self, *, older_than: datetime) -> int:
         """Forget effect records (idempotency keys of updates and step counts) older than the horizon.
@@ -816,6 +823,52 @@ class Store:
 def _message(s: Executor, key: str) -> MessageRow | None:
     found = s.execute(statements_for(s).message_by_key, {"w_key": key}).first()
     return MessageRow(**found._mapping) if found is not None else None
+
+
+def _message_status(conn: Connection, key: str) -> tuple[str, str | None] | None:
+    """The (status, reason) of a message, None if there is none under ``key``."""
+    row = _message(conn, key)
+    return (row.status, row.reason) if row is not None else None
+
+
+def _move_from(conn: Connection, key: str, known: tuple[str, str | None], status: str, reason: str | None,
+               fields: dict[str, Any]) -> Any:  # fmt: skip
+    """Move a message from ``known`` (status, reason) to ``status`` and its send counters along.
+
+    Returns:
+        The moved row's counter columns, or None (nothing written) when the message no
+        longer has ``known``: another writer moved it first.
+    """
+    old_status, old_reason = known
+    sql = statements_for(conn)
+    stmt = sql.move_message_reason_null if old_reason is None else sql.move_message
+    params = {"w_key": key, "w_status": old_status, "status": status, "reason": reason, **fields,
+              "next_check_at": utcnow() if status == "pending_confirmation" else None}  # fmt: skip
+    if old_reason is not None:
+        params["w_reason"] = old_reason
+    moved = conn.execute(stmt, params).first()
+    if moved is not None:
+        before = CounterKey(moved.journey_id, moved.version, counters.SEND, moved.step_id,
+                            send_label(old_status, old_reason))  # fmt: skip
+        bump(conn, [(before, -1), (before._replace(label=send_label(status, reason)), 1)])
+    return moved
+
+
+@dataclass(frozen=True)
+class DecidedTask:
+    """A mass-send task WeCom has an outcome for, as ``Store.settle_confirmations`` records it.
+
+    Attributes:
+        key: The send attempt's idempotency key.
+        status: ``sent`` or ``failed``.
+        reason: Why it failed (None when sent).
+        event: The ``message.sent`` / ``message.failed`` that announces it.
+    """
+
+    key: str
+    status: str
+    reason: str | None
+    event: EventRow | None = None
 
 
 def _send_counter(row: MessageRow) -> CounterKey:

@@ -579,6 +579,33 @@ def commit_log(store: Store) -> list[str]:
     return commits
 
 
+async def test_a_sweep_round_records_what_its_checks_found_in_one_commit(env: Env) -> None:
+    events = EngineEvents(Dispatcher(env.store, env.redis, None, task_queue="q"))  # type: ignore[arg-type]
+
+    async def ensure_sweep() -> None:
+        pass
+
+    for n in (1, 2, 3):
+        env.store.put_customer(f"c{n}", {"name": "张三", "external_userid": f"wm_c{n}", "owner_userid": "zhangsan"})
+    acts = SendActivities(env.store, env.client(), confirmations=ensure_sweep)
+    sent = [await acts.send(send_input(customer_id=f"c{n}", enrollment_id=f"enr-{n}")) for n in (1, 2, 3)]
+    with env.store.engine.begin() as conn:  # c3's check is its last: never confirmed
+        conn.execute(text("update messages set created_at = :at where customer_id = 'c3'"),
+                     {"at": utcnow() - timedelta(days=3, minutes=1)})  # fmt: skip
+    env.fake.confirm(sent[0].msgid or "")
+    commits = commit_log(env.store)
+    result = await ConfirmationActivities(env.store, env.client(), events, first_poll_s=60).sweep()
+    assert (result.checked, result.decided, result.waiting) == (3, 2, 1)
+    [round_commit] = commits
+    assert round_commit.count("UPDATE messages") == 3, "two outcomes and c2's next check"
+    assert round_commit.count("INSERT INTO events") == 2, "each outcome with the event that announces it"
+    with env.store.engine.connect() as conn:
+        announced = conn.execute(text("select name, customer_id from events order by customer_id")).all()
+    assert [tuple(r) for r in announced] == [("message.sent", "c1"), ("message.failed", "c3")]
+    labels = {c.label: c.value for c in env.store.counters("j") if c.metric == "send" and c.value}
+    assert labels == {"sent|": 1, "failed|not_confirmed": 1, "pending_confirmation|": 1}, labels
+
+
 async def test_a_governed_send_claims_with_its_reads_unless_its_policy_holds_it_back(env: Env) -> None:
     # 02:00 UTC is 10:00 in Shanghai (the customer's zone).
     env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan",
@@ -711,7 +738,7 @@ async def test_a_task_logged_while_the_last_round_counts_keeps_the_sweep_going(e
     assert (last.decided, last.waiting) == (1, 1), "the count after the withdrawal sees c2: the sweep goes on"
     assert await promise.holds(), "and promises another round"
     promise.withdraw = withdraw  # type: ignore[method-assign]
-    env.store.schedule_check("enr-2:s1:1", None)
+    env.store.settle_confirmations([], [("enr-2:s1:1", None)])  # nothing will ask again
     assert (await sweep.sweep()).waiting == 0 and not await promise.holds(), "the sweep ends without a promise"
     await acts.send(send_input(customer_id="c1", enrollment_id="enr-3"))
     assert wake.signals == 2, "with no promise, a sender signals again"

@@ -24,7 +24,7 @@ from engine.counters import CountBatch, CounterKey
 from engine.db import alembic_config, make_engine
 from engine.errors import JourneyStateError, NotFoundError
 from engine.models import ApiKeyRow, EnrollmentRow, EventRow, MessageRow
-from engine.store import EnrollmentEnd, SendRecorded, Store, utcnow
+from engine.store import DecidedTask, EnrollmentEnd, SendRecorded, Store, utcnow
 from tests.postgres import PostgresCluster
 
 
@@ -216,7 +216,7 @@ def test_message_log_moves_its_counters_with_every_status_change(store: Store) -
     store.finish_send("k1", status="pending_confirmation", reason=None, response={"msgid": "m1"},
                       content={"text": "hi"}, recipients=["wm1"], sender="s1")  # fmt: skip
     assert [m.idempotency_key for m in store.due_confirmations(utcnow(), limit=10)] == ["k1"], "checked at once"
-    store.set_send_status("k1", status="failed", reason="quota_exceeded")
+    store.settle_confirmations([DecidedTask("k1", "failed", "quota_exceeded")])
     assert store.due_confirmations(utcnow(), limit=10) == [] and store.waiting_confirmations() == 0
     skipped = message("k2", status="skipped")
     skipped.reason = "opted_out"
@@ -346,12 +346,33 @@ def test_a_decided_task_is_logged_with_its_event_or_not_at_all(store: Store) -> 
     broken = engine_event("k1:message.sent", "message.sent")
     broken.name = None  # type: ignore[assignment]  # violates NOT NULL
     with pytest.raises(IntegrityError):
-        store.set_send_status("k1", status="sent", reason=None, event=broken)
+        store.settle_confirmations([DecidedTask("k1", "sent", None, event=broken)])
     assert store.get_send("k1").status == "pending_confirmation", "still waiting: the next sweep asks again"
     sent = engine_event("k1:message.sent", "message.sent")
-    assert store.set_send_status("k1", status="sent", reason=None, event=sent)
+    assert store.settle_confirmations([DecidedTask("k1", "sent", None, event=sent)]) == [True]
     assert store.get_send("k1").status == "sent"
     assert stored_events(store) == ["k1:message.sent"]
+
+
+def test_a_sweeps_findings_are_recorded_together_whatever_moved_meanwhile(store: Store) -> None:
+    for key in ("k1", "k2", "k3"):
+        store.begin_send(message(key))
+        store.finish_send(key, status="pending_confirmation", reason=None, response={"msgid": key})
+    store.finish_send("k2", status="sent", reason=None, response={}, expect=("pending_confirmation", None))
+    later = utcnow() + timedelta(minutes=5)
+    stored = store.settle_confirmations(
+        [DecidedTask("k1", "sent", None, event=engine_event("k1:message.sent", "message.sent")),
+         DecidedTask("gone", "sent", None, event=engine_event("gone:message.sent", "message.sent")),
+         DecidedTask("k2", "failed", "quota_exceeded")],
+        [("k3", later), ("k1", later)],
+    )  # fmt: skip
+    assert stored == [True, False, False], "the missing task is left out, with its event"
+    assert stored_events(store) == ["k1:message.sent"]
+    assert (store.get_send("k2").status, store.get_send("k2").reason) == ("failed", "quota_exceeded"), "from sent"
+    assert store.get_send("k1").next_check_at is None, "a decided task is not checked again"
+    assert store.get_send("k3").next_check_at is not None and store.waiting_confirmations() == 1
+    sends = {c.label: c.value for c in store.counters("shop") if c.metric == counters.SEND and c.value}
+    assert sends == {"sent|": 1, "failed|quota_exceeded": 1, "pending_confirmation|": 1}
 
 
 def test_keys_and_audit(store: Store) -> None:
@@ -404,7 +425,7 @@ def test_concurrent_status_changes_move_each_counter_once(store: Store) -> None:
 
     store.begin_send(message("k1"))
     race(store.finish_send, "k1", status="sent", reason=None, response={})
-    race(store.set_send_status, "k1", status="failed", reason="quota_exceeded")
+    race(store.settle_confirmations, [DecidedTask("k1", "failed", "quota_exceeded")])
     assert store.admit(enrollment(1))
     race(store.record_end, EnrollmentEnd("enr1", status="exited", exit_reason="completed", at=utcnow()))
     race(store.mark_converted, "enr1", at=utcnow(), arms={"ab": "x"})
