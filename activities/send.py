@@ -75,7 +75,9 @@ class SendActivities:
         webhook: Sends ``webhook`` steps.
         confirmations: Wakes the confirmation sweep; called whenever a customer mass-send
             task is logged ``pending_confirmation`` (without it, the task is logged ``sent``
-            when WeCom accepts it).
+            when WeCom accepts it). It should not raise (``ConfirmationSweep`` retries on its
+            own): after the last step the task is logged with the enrollment's end, which
+            stands even if the attempt then fails.
         admission: Admits the customer when the first step's send carries the admission
             (``SendInput.admit``): ``EnrollmentActivities``.
     """
@@ -260,14 +262,14 @@ class SendActivities:
         reason = f"partial: {', '.join(delivered.failed_recipients)}" if delivered.failed_recipients else None
         if inp.channel == "wecom.customer" and delivered.msgid and self._confirmations is not None:
             # A task, not a delivery: the staff member must confirm it in the WeCom client.
-            # The shared sweep checks it from its next round on (activities/confirmations.py).
-            # Its end is recorded after the sweep is told (by ``send``): telling it can fail the
-            # attempt, and an end recorded before would stand whatever the retries decide.
-            await self._finish(key, "pending_confirmation", reason, delivered.response, rendered)
+            # The shared sweep checks it from its next round on (activities/confirmations.py);
+            # its event comes from there. After the last step the enrollment's end is logged
+            # with the task: waking the sweep, which follows the commit, never fails the attempt.
+            settled = await self._settle(inp, key, "pending_confirmation", reason, delivered, rendered, settling)
             await self._confirmations()
             result = SendResult(status="pending_confirmation", msgid=delivered.msgid, recipients=rendered.recipients)
-            return result, _UNSETTLED
-        settled = await self._settle(inp, key, reason, delivered, rendered, settling)
+            return result, settled
+        settled = await self._settle(inp, key, "sent", reason, delivered, rendered, settling)
         return SendResult(status="sent", reason=reason, msgid=delivered.msgid, recipients=rendered.recipients), settled
 
     async def _admit_then_open(
@@ -308,13 +310,12 @@ class SendActivities:
         """What a delivery that is ``sent`` logs with its outcome, ready to store.
 
         Its ``message.sent`` (the ``msgid`` is added once known) and, after the last step,
-        the enrollment's end. Nothing for a customer task that will wait for confirmation:
-        its event comes from the sweep and its end after the sweep is told.
+        the enrollment's end. A customer task that will wait for confirmation gets no event
+        here: the sweep announces its outcome.
         """
-        if inp.channel == "wecom.customer" and self._confirmations is not None:
-            return _Settlement(None, None)
         event = None
-        if self._events is not None:
+        awaits_confirmation = inp.channel == "wecom.customer" and self._confirmations is not None
+        if self._events is not None and not awaits_confirmation:
             event = await self._events.prepare(**_event_fields(inp, "message.sent", {}))
         end = None
         if inp.finish is not None:
@@ -324,9 +325,9 @@ class SendActivities:
                 end.exited.received_at = max(end.exited.received_at, event.received_at + timedelta(microseconds=1))
         return _Settlement(event, end)
 
-    async def _settle(self, inp: SendInput, key: str, reason: str | None, delivered: Delivered, rendered: Rendered,
-                      settling: _Settlement) -> _Settled:  # fmt: skip
-        """Log a sent message's outcome with its ``message.sent`` and, after the last step, the end.
+    async def _settle(self, inp: SendInput, key: str, status: str, reason: str | None, delivered: Delivered,
+                      rendered: Rendered, settling: _Settlement) -> _Settled:  # fmt: skip
+        """Log a delivery's outcome (``status``) with its ``message.sent`` and, after the last step, the end.
 
         One commit for the three instead of three (thread trips and commits are most of a
         busy worker, bench/RESULTS.md), then both events are routed. Should the shared
@@ -336,16 +337,16 @@ class SendActivities:
         """
         event, end = settling
         if event is None and end is None:
-            await self._finish(key, "sent", reason, delivered.response, rendered)
+            await self._finish(key, status, reason, delivered.response, rendered)
             return _UNSETTLED
         if event is not None:
             event.properties["msgid"] = delivered.msgid
         try:
-            recorded = await self._finish(key, "sent", reason, delivered.response, rendered, event=event, end=end)
+            recorded = await self._finish(key, status, reason, delivered.response, rendered, event=event, end=end)
         except Exception:  # noqa: BLE001 - the outcome is logged alone below (or that raises)
             activity.logger.warning("send %s: logging the outcome with its event and end failed; logging it alone",
                                     key, exc_info=True)  # fmt: skip
-            await self._finish(key, "sent", reason, delivered.response, rendered)
+            await self._finish(key, status, reason, delivered.response, rendered)
             return _UNSETTLED
         if event is not None and self._events is not None:
             await self._events.stored(event, new=recorded.event)

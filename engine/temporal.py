@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
@@ -48,6 +49,8 @@ async def connect(address: str, namespace: str) -> Client:
     return await Client.connect(address, namespace=namespace, data_converter=data_converter, runtime=sdk_runtime())
 
 
+log = logging.getLogger("journeys.temporal")
+
 #: Start, find it running, signal, find it ended: how many times before giving up (each
 #: round needs an enrollment that ends in the instant between two calls).
 _START_ATTEMPTS = 5
@@ -90,27 +93,50 @@ class ConfirmationSweep:
     committed: one signal, so that a sweep about to end because nothing waited looks again,
     unless the sweep has promised another round (``engine/sweep_promise.py``).
 
+    Waking never fails the caller: a signal Temporal does not take is retried in the
+    background until one that began after the failure succeeds. So a send can record a
+    task and the enrollment's end in one commit before it wakes the sweep, with nothing
+    after that commit that could fail the attempt. Should the process die first, the next
+    worker to start finds the task waiting and starts the sweep (``resume_confirmation_sweep``).
+
     Args:
         client: Temporal client.
         task_queue: The journey task queue (one sweep per queue).
         promise: The sweep's promise of another round (None: always signal).
+        retry_after_s: The first wait before signalling again after a failure (it doubles
+            up to 30 s).
     """
 
-    def __init__(self, client: Client, *, task_queue: str, promise: SweepPromise | None = None) -> None:
+    def __init__(self, client: Client, *, task_queue: str, promise: SweepPromise | None = None,
+                 retry_after_s: float = 1.0) -> None:  # fmt: skip
         self._client = client
         self._task_queue = task_queue
         self._promise = promise
+        self._retry_after_s = retry_after_s
+        self._failures = 0  # wakes that failed; the retrier owes each a later signal
+        self._retrier: asyncio.Task[None] | None = None
 
     @property
     def workflow_id(self) -> str:
         """The sweep's workflow id."""
         return f"confirmations/{self._task_queue}"
 
+    @property
+    def retrying(self) -> bool:
+        """Whether a failed wake is being retried."""
+        return self._retrier is not None and not self._retrier.done()
+
     async def __call__(self) -> None:
-        """Make sure a sweep round will count the tasks committed so far."""
+        """Make sure a sweep round will count the tasks committed so far (never raises)."""
         if self._promise is not None and await self._promise.holds():
             return
-        await self.signal()
+        try:
+            await self.signal()
+        except Exception as exc:  # noqa: BLE001 - retried in the background (see the class)
+            log.warning("could not wake the confirmation sweep (%s); retrying in the background", exc)
+            self._failures += 1
+            if not self.retrying:
+                self._retrier = asyncio.create_task(self._retry())
 
     async def signal(self) -> None:
         """Signal the sweep with start, promise or not."""
@@ -122,6 +148,25 @@ class ConfirmationSweep:
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
+
+    async def _retry(self) -> None:
+        delay = self._retry_after_s
+        while True:
+            await asyncio.sleep(delay)
+            owed = self._failures
+            try:
+                await self.signal()
+            except Exception as exc:  # noqa: BLE001 - keep trying
+                delay = min(delay * 2, 30.0)
+                log.warning("waking the confirmation sweep failed again (%s); next try in %.0f s", exc, delay)
+                continue
+            # A wake that failed while this signal was under way may have committed its task
+            # after the sweep's last count: it is owed a signal that begins after it.
+            if self._failures == owed:
+                log.info("confirmation sweep woken after %d failed wakes", owed)
+                self._failures = 0
+                return
+            delay = 0.0
 
 
 async def signal_event(client: Client, workflow_id: str, event: EventData) -> bool:

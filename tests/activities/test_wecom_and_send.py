@@ -631,31 +631,31 @@ async def test_a_governed_send_claims_with_its_reads_unless_its_policy_holds_it_
     assert len(env.fake.listing()) == 2
 
 
-async def test_a_last_task_send_records_the_end_only_once_the_sweep_was_told(env: Env) -> None:
-    # Telling the sweep can fail the attempt, and the retries may all fail: the workflow's
-    # on_error then decides the end, so none may be recorded before.
+async def test_a_last_task_send_logs_the_end_with_the_task_then_wakes_the_sweep(env: Env) -> None:
+    # Waking the sweep comes after the commit and never fails the attempt (ConfirmationSweep
+    # retries on its own), so the end can share the task's commit.
     env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
     env.store.admit(EnrollmentRow(enrollment_id="enr-1", workflow_id="wf-1", journey_id="j", version=1,
                                   customer_id="c1", trigger_event_id="e1", entered_at=utcnow()))  # fmt: skip
     finish = FinishInput(enrollment_id="enr-1", workflow_id="wf-1", customer_id="c1", status="exited",
                          exit_reason="completed", at="2026-11-23T02:00:01+00:00", journey_id="j",
                          version=1)  # fmt: skip
-    told: list[int] = []
-
-    async def sweep_unreachable() -> None:
-        raise RuntimeError("signal-with-start failed")
+    seen_at_wake: list[tuple[int, str]] = []
+    commits = commit_log(env.store)
 
     async def sweep() -> None:
-        told.append(1)
+        seen_at_wake.append((len(commits), env.store.get_enrollment("enr-1").status))
 
-    with pytest.raises(RuntimeError):
-        await SendActivities(env.store, env.client(), confirmations=sweep_unreachable).send(send_input(finish=finish))
-    assert env.store.get_send("enr-1:s1:1").status == "pending_confirmation"
-    assert env.store.get_enrollment("enr-1").status == "running", "no end before the sweep was told"
-    result = await SendActivities(env.store, env.client(), confirmations=sweep).send(send_input(finish=finish))
-    assert (result.status, result.finished, told) == ("pending_confirmation", True, [1])
-    assert env.store.get_enrollment("enr-1").status == "exited"
+    acts = SendActivities(env.store, env.client(), confirmations=sweep)
+    result = await acts.send(send_input(finish=finish))
+    assert (result.status, result.finished) == ("pending_confirmation", True)
+    assert len(commits) == 2 and "UPDATE enrollments" in commits[1], "the claim, then the task with the end"
+    assert seen_at_wake == [(2, "exited")], "the sweep is woken once both are committed"
+    retried = await acts.send(send_input(finish=finish))
+    assert (retried.status, retried.finished) == ("pending_confirmation", True), "a retry reports the same"
+    assert len(seen_at_wake) == 2, "and wakes the sweep again"
     assert len(env.fake.listing()) == 1, "the retry found the task logged and sent nothing"
+    assert {c.label: c.value for c in env.store.counters("j") if c.metric == "enrollment.exited"} == {"completed": 1}
 
 
 def test_confirmation_checks_back_off_with_the_task_age_until_it_lapses() -> None:
