@@ -138,8 +138,8 @@ class ConfirmationActivities:
     async def sweep(self) -> SweepResult:
         """Check every task whose check is due; schedule the next check of those still unconfirmed.
 
-        One task's failing check (WeCom unreachable) is asked again after ``first_poll_s``,
-        not retried by failing the whole sweep.
+        One task's failing check (WeCom unreachable, or an answer we cannot read) is asked
+        again after ``first_poll_s``, not retried by failing the whole sweep.
         """
         now = utcnow()
         # Heartbeats, so that a sweep whose worker died is retried within the heartbeat
@@ -156,7 +156,11 @@ class ConfirmationActivities:
                     except WeComError as exc:
                         # A failed look says nothing about the task: ask again soon, not after the backoff.
                         log.warning("confirmation check of %s failed, asking again: %s", row.idempotency_key, exc)
-                        return _Finding(row, recheck_at=now + timedelta(seconds=self._first_poll_s))
+                    except Exception:  # noqa: BLE001 - e.g. a malformed answer
+                        # Not raised: the group's other findings would be lost with it, and this
+                        # task, due longest, would lead the next round and stop it again.
+                        log.exception("confirmation check of %s failed unexpectedly, asking again", row.idempotency_key)
+                    return _Finding(row, recheck_at=now + timedelta(seconds=self._first_poll_s))
 
             decided = 0
             # What a group of checks found is recorded in one commit (a crash before it only

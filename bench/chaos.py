@@ -262,8 +262,11 @@ async def main() -> None:
     plan = ChaosPlan(enrollments=args.enrollments, rate=args.rate, worker_kills=args.worker_kills,
                      temporal_restarts=args.temporal_restarts, redis_restarts=args.redis_restarts,
                      fault_rate=args.fault_rate, seed=args.seed)  # fmt: skip
+    # Every setting, the seed too: the report alone must be enough to run the same chaos again.
     print(header("Chaos", ["python", "-m", "bench.chaos", "--enrollments", str(plan.enrollments), "--rate",
-                           f"{plan.rate:g}", "--worker-kills", str(plan.worker_kills)]))  # fmt: skip
+                           f"{plan.rate:g}", "--worker-kills", str(plan.worker_kills), "--temporal-restarts",
+                           str(plan.temporal_restarts), "--redis-restarts", str(plan.redis_restarts),
+                           "--fault-rate", f"{plan.fault_rate:g}", "--seed", str(plan.seed)]))  # fmt: skip
     report = await run_chaos(plan)
     print(report.markdown())
     print(f"\nresult: {'PASS' if report.ok else 'FAIL'}")

@@ -71,7 +71,7 @@ def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS, DATABASE_URL, REDIS_URL and WECOM_BASE_URL."""
     from engine.config import get_settings
     from engine.runtime import Runtime
-    from engine.worker import build_worker, resume_confirmation_sweep
+    from engine.worker import build_worker, confirmation_sweep_watch
 
     settings = get_settings()
     settings.setup_logging("json")
@@ -80,8 +80,8 @@ def worker() -> None:
         rt = await Runtime.open(settings)
         try:
             worker = build_worker(rt)
-            await resume_confirmation_sweep(rt)
-            await worker.run()
+            async with confirmation_sweep_watch(rt).running():
+                await worker.run()
         finally:
             await rt.close()
 

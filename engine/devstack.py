@@ -117,7 +117,7 @@ async def load_journeys(rt: Runtime, directory: Path, *, out: object = sys.stdou
 async def run_stack(opts: StackOptions, *, ready: asyncio.Event | None = None) -> None:
     """Start everything, print where it is, and run until SIGINT/SIGTERM."""
     from api.main import create_app  # the API depends on engine, not the reverse
-    from engine.worker import build_worker, resume_confirmation_sweep
+    from engine.worker import build_worker, confirmation_sweep_watch
 
     data_dir = opts.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +126,7 @@ async def run_stack(opts: StackOptions, *, ready: asyncio.Event | None = None) -
     children: list[ChildProcess] = []
     servers: list[RunningServer] = []
     rt: Runtime | None = None
+    background = contextlib.AsyncExitStack()  # what runs beside the worker, stopped before rt closes
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -154,7 +155,7 @@ async def run_stack(opts: StackOptions, *, ready: asyncio.Event | None = None) -
         client = await _connect_with_retry(settings)
         rt = await Runtime.open(settings, temporal=client)
         worker = build_worker(rt)
-        await resume_confirmation_sweep(rt)
+        await background.enter_async_context(confirmation_sweep_watch(rt).running())
         worker_task = asyncio.create_task(worker.run())
         api = await serve(create_app(rt, admin_key=key), host=opts.api_host, port=opts.api_port)
         servers.append(api)
@@ -173,6 +174,7 @@ async def run_stack(opts: StackOptions, *, ready: asyncio.Event | None = None) -
         for srv in reversed(servers):
             with contextlib.suppress(Exception):
                 await srv.stop()
+        await background.aclose()
         if rt is not None:
             await rt.close()
         for child in reversed(children):

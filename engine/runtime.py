@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import httpx
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -14,6 +15,8 @@ from engine.config import Settings
 from engine.db import make_engine
 from engine.store import Store
 from engine.temporal import connect
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +30,8 @@ class Runtime:
         http: Shared httpx client.
         wecom: WeCom client.
         temporal: Temporal client.
+        closers: What must finish before the connections go, in the reverse of their order
+            (``close_with``).
     """
 
     settings: Settings
@@ -35,6 +40,7 @@ class Runtime:
     http: httpx.AsyncClient
     wecom: WeComClient
     temporal: Client
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     async def open(cls, settings: Settings, *, temporal: Client | None = None) -> Runtime:
@@ -64,8 +70,18 @@ class Runtime:
             temporal = await connect(settings.temporal_address, settings.temporal_namespace)
         return cls(settings=settings, store=store, redis=redis, http=http, wecom=wecom, temporal=temporal)
 
+    def close_with(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run ``closer`` at ``close``, before the connections it may still need are released."""
+        self.closers.append(closer)
+
     async def close(self) -> None:
-        """Release connections."""
+        """Run the closers (a failing one is logged, not raised), then release connections."""
+        for closer in reversed(self.closers):
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - the connections must still be released
+                log.exception("closing %r failed", closer)
+        self.closers.clear()
         await self.http.aclose()
         await self.redis.aclose()
         self.store.close()

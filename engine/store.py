@@ -746,10 +746,12 @@ class Store:
                              rechecks: Sequence[tuple[str, datetime | None]] = ()) -> list[bool]:  # fmt: skip
         """Record a sweep's findings in one transaction: decided tasks with their events, and next checks.
 
-        A decided task moves from ``pending_confirmation`` (or from whatever status another
-        writer moved it to first), with its counters, and its event is stored in the same
-        transaction, so a decided task never lacks its event; one that is gone is left out.
-        One commit for a round's tasks, where one each was most of the sweep's SQL.
+        A decided task moves from ``pending_confirmation``, with its counters, and its event
+        is stored in the same transaction, so a decided task never lacks its event. One that
+        another writer decided first (the sweep and a legacy tracker can ask WeCom about the
+        same task at once) keeps that outcome and its event: WeCom's ``sent`` and ``failed``
+        are final, while a finding of ``not_confirmed`` may be older news. One that is gone
+        is left out. One commit for a round's tasks, where one each was most of the sweep's SQL.
 
         Args:
             decided: The tasks WeCom has an outcome for.
@@ -763,12 +765,15 @@ class Store:
             for task in decided:
                 known: tuple[str, str | None] | None = ("pending_confirmation", None)
                 moved = None
-                while known is not None and moved is None:
+                while known is not None and known[0] not in DECIDED and moved is None:
                     moved = _move_from(conn, task.key, known, task.status, task.reason, {})
                     if moved is None:  # moved meanwhile: read again and move from there
                         known = _message_status(conn, task.key)
                 if moved is None:
-                    log.warning("confirmed task %s is no longer in the message log; not recorded", task.key)
+                    if known is None:
+                        log.warning("confirmed task %s is no longer in the message log; not recorded", task.key)
+                    else:
+                        log.info("task %s was decided %s meanwhile; %s not recorded", task.key, known[0], task.status)
                     stored.append(False)
                     continue
                 stored.append(task.event is not None and _insert_event(conn, task.event))
@@ -852,6 +857,10 @@ def _move_from(conn: Connection, key: str, known: tuple[str, str | None], status
                             send_label(old_status, old_reason))  # fmt: skip
         bump(conn, [(before, -1), (before._replace(label=send_label(status, reason)), 1)])
     return moved
+
+
+#: The outcomes of a task WeCom has decided; a later finding does not replace them.
+DECIDED = frozenset({"sent", "failed"})
 
 
 @dataclass(frozen=True)

@@ -96,8 +96,8 @@ class ConfirmationSweep:
     Waking never fails the caller: a signal Temporal does not take is retried in the
     background until one that began after the failure succeeds. So a send can record a
     task and the enrollment's end in one commit before it wakes the sweep, with nothing
-    after that commit that could fail the attempt. Should the process die first, the next
-    worker to start finds the task waiting and starts the sweep (``resume_confirmation_sweep``).
+    after that commit that could fail the attempt. Should the process stop first, every
+    worker's watch finds the task waiting and starts the sweep (``engine/sweep_watch.py``).
 
     Args:
         client: Temporal client.
@@ -128,9 +128,9 @@ class ConfirmationSweep:
 
     async def __call__(self) -> None:
         """Make sure a sweep round will count the tasks committed so far (never raises)."""
-        if self._promise is not None and await self._promise.holds():
-            return
         try:
+            if self._promise is not None and await self._promise.holds():
+                return
             await self.signal()
         except Exception as exc:  # noqa: BLE001 - retried in the background (see the class)
             log.warning("could not wake the confirmation sweep (%s); retrying in the background", exc)

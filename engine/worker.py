@@ -26,6 +26,7 @@ from engine.metrics import MetricsInterceptor
 from engine.registry import ActivityRegistry, RegistryError, load_activities
 from engine.runtime import Runtime
 from engine.sweep_promise import SweepPromise
+from engine.sweep_watch import WATCH_EVERY_S, SweepWatch
 from engine.temporal import ConfirmationSweep
 from workflows.confirmations import ConfirmationSweepWorkflow
 from workflows.journey import JourneyWorkflow
@@ -48,6 +49,8 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0,
     dispatcher = Dispatcher(
         rt.store, rt.redis, rt.temporal, task_queue=rt.settings.temporal_task_queue, clock_offset_s=clock_offset_s
     )
+    # Its pending dispatch marks are written as the process stops (recovery would route them again).
+    rt.close_with(dispatcher.close)
     events = EngineEvents(dispatcher)
     enrollment = EnrollmentActivities(rt.store, rt.redis, events)
     steps = StepActivities(rt.store, rt.wecom)
@@ -87,17 +90,15 @@ def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0,
     return [*engine_activities, *registered_activities(registry, Services(rt, dispatcher))]
 
 
-async def resume_confirmation_sweep(rt: Runtime) -> bool:
-    """Start the confirmation sweep if tasks wait for confirmation; True if it was signalled.
+def confirmation_sweep_watch(rt: Runtime, *, every_s: float = WATCH_EVERY_S) -> SweepWatch:
+    """The watch that keeps this task queue's confirmation sweep running while tasks wait.
 
-    A worker calls this as it starts. Senders skip the signal while the sweep has promised
-    another round, so a sweep terminated by hand (or lost with a Temporal server's data)
-    would otherwise wait for the next send to restart it.
+    A worker runs it for as long as it runs (``async with watch.running()``).
     """
-    if await rt.store.offload(rt.store.waiting_confirmations) == 0:
-        return False
-    await ConfirmationSweep(rt.temporal, task_queue=rt.settings.temporal_task_queue).signal()
-    return True
+    queue = rt.settings.temporal_task_queue
+    promise = SweepPromise(rt.redis, queue)
+    return SweepWatch(rt.store, ConfirmationSweep(rt.temporal, task_queue=queue, promise=promise), promise,
+                      every_s=every_s)  # fmt: skip
 
 
 def _activity_name(fn: Callable[..., Any]) -> str:

@@ -788,6 +788,32 @@ async def test_a_check_wecom_does_not_answer_is_asked_again_soon_without_failing
     assert timedelta(seconds=30) < wait <= timedelta(seconds=61), "asked again after the first poll, not the backoff"
 
 
+async def test_an_answer_about_one_task_that_cannot_be_read_does_not_stop_the_others(env: Env) -> None:
+    async def ensure_sweep() -> None:
+        pass
+
+    for n in (1, 2):
+        env.store.put_customer(f"c{n}", {"name": "张三", "external_userid": f"wm_c{n}", "owner_userid": "zhangsan"})
+    acts = SendActivities(env.store, env.client(), confirmations=ensure_sweep)
+    sent = [await acts.send(send_input(customer_id=f"c{n}", enrollment_id=f"enr-{n}")) for n in (1, 2)]
+    for task in sent:
+        env.fake.confirm(task.msgid or "")
+
+    class GarbledAnswer(ConfirmationActivities):
+        async def _ask(self, msgid: str, sender: str, external_userid: str) -> int:
+            if msgid == sent[0].msgid:
+                raise ValueError("invalid literal for int() with base 10: 'sent'")
+            return await super()._ask(msgid, sender, external_userid)
+
+    result = await GarbledAnswer(env.store, env.client(), first_poll_s=60).sweep()
+    assert (result.checked, result.decided, result.waiting) == (2, 1, 1)
+    assert env.store.get_send("enr-2:s1:1").status == "sent", "the other task's outcome is recorded"
+    garbled = env.store.get_send("enr-1:s1:1")
+    assert garbled.status == "pending_confirmation" and garbled.next_check_at is not None
+    wait = garbled.next_check_at.replace(tzinfo=UTC) - utcnow()
+    assert timedelta(seconds=30) < wait <= timedelta(seconds=61), "asked again after the first poll"
+
+
 async def test_the_fakes_listing_can_start_after_the_messages_already_seen(env: Env) -> None:
     client = env.client()
     for content in ("one", "two", "three"):

@@ -16,7 +16,7 @@ from engine.dispatch import Dispatcher, IncomingEvent
 from engine.lifecycle import Lifecycle
 from engine.runtime import Runtime
 from engine.sweep_promise import promise_key
-from engine.worker import build_worker, resume_confirmation_sweep
+from engine.worker import build_worker, confirmation_sweep_watch
 from tests.conftest import Stack
 from tests.helpers import eventually
 
@@ -180,15 +180,27 @@ steps:
             await post(20)
             await eventually(log, until=lambda rows: len(rows) == 21)
             assert await sweep_status() == WorkflowExecutionStatus.TERMINATED
-            # ...a worker starting while tasks wait does.
-            assert await resume_confirmation_sweep(rt)
+            # ...a worker's watch does: as the worker starts, whatever the promise...
+            watch = confirmation_sweep_watch(rt, every_s=0.2)
+            assert await watch.check(trust_promise=False)
             assert await sweep_status() == WorkflowExecutionStatus.RUNNING
+            # ...and later, once the promise has lapsed, without a send to wake it.
+            async with watch.running():
+                await rt.temporal.get_workflow_handle(sweep_id).terminate("by hand, again")
+
+                async def lapsed_then_status() -> WorkflowExecutionStatus | None:
+                    # Lapsed as it would within 20 s; again, should the terminated round's
+                    # activity have written it late.
+                    await rt.redis.delete(promise_key(queue))
+                    return await sweep_status()
+
+                await eventually(lapsed_then_status, until=lambda s: s == WorkflowExecutionStatus.RUNNING)
             for row in await log():
                 fake.confirm(row.response["msgid"])
             done = await eventually(log, until=lambda rows: all(r.status == "sent" for r in rows), timeout=30)
             await eventually(sweep_status, until=lambda s: s == WorkflowExecutionStatus.COMPLETED)  # nothing waits
             assert not await rt.redis.exists(promise_key(queue)), "the ended sweep withdrew its promise"
-            assert not await resume_confirmation_sweep(rt), "nothing waits: no sweep to start"
+            assert not await watch.check(trust_promise=False), "nothing waits: no sweep to start"
     finally:
         fake.config.auto_confirm = True
         await rt.close()

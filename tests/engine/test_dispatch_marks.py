@@ -1,4 +1,4 @@
-"""Dispatch marks written in batches, off the caller's path, on a real SQLite store."""
+"""Dispatch marks written in batches, off the caller's path, on a real SQLite store, and at a worker's close."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
+from activities.wecom.client import WeComClient, WeComCredentials
+from engine.config import Settings
 from engine.db import make_engine
+from engine.dispatch import Dispatcher
 from engine.dispatch_marks import PendingMarks
+from engine.embedded import ChildProcess
 from engine.models import EventRow
+from engine.registry import ActivityRegistry
+from engine.runtime import Runtime, connect_redis
 from engine.store import Store, utcnow
+from engine.worker import activities_for
 from tests.helpers import eventually
 
 
@@ -95,3 +103,28 @@ async def test_a_failed_write_leaves_its_events_to_recovery_and_later_marks_stil
     marks.add(["e1"])
     await marks.flush()
     assert "e1" not in undispatched(store)
+
+
+async def test_a_workers_pending_marks_are_written_as_its_runtime_closes(
+    store: CountingStore, redis_server: ChildProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/0")
+    redis, http = connect_redis(settings), httpx.AsyncClient()
+    wecom = WeComClient(http, redis, WeComCredentials(base_url="http://127.0.0.1:9", corp_id="ww1", agent_id=1,
+                                                      app_secret="s", contact_secret="s"))  # fmt: skip
+    rt = Runtime(settings=settings, store=store, redis=redis, http=http, wecom=wecom, temporal=None)  # type: ignore[arg-type]
+    closed: list[str] = []
+
+    async def broken() -> None:
+        closed.append("broken")
+        raise RuntimeError("cannot close")
+
+    rt.close_with(broken)
+    activities_for(rt, registry=ActivityRegistry())
+    dispatcher = rt.closers[-1].__self__  # type: ignore[attr-defined]
+    assert isinstance(dispatcher, Dispatcher), "the worker's dispatcher closes with the runtime"
+    dispatcher.marks.add(["e0", "e1"])  # engine events routed just before the worker stops
+    await rt.close()
+    assert not undispatched(store) & {"e0", "e1"}, "written at close, not left for recovery to route again"
+    assert closed == ["broken"] and "closing" in caplog.text, "a failing closer is logged; the rest still close"
+    assert rt.http.is_closed

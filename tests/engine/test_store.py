@@ -368,11 +368,11 @@ def test_a_sweeps_findings_are_recorded_together_whatever_moved_meanwhile(store:
     )  # fmt: skip
     assert stored == [True, False, False], "the missing task is left out, with its event"
     assert stored_events(store) == ["k1:message.sent"]
-    assert (store.get_send("k2").status, store.get_send("k2").reason) == ("failed", "quota_exceeded"), "from sent"
+    assert (store.get_send("k2").status, store.get_send("k2").reason) == ("sent", None), "decided first, kept"
     assert store.get_send("k1").next_check_at is None, "a decided task is not checked again"
     assert store.get_send("k3").next_check_at is not None and store.waiting_confirmations() == 1
     sends = {c.label: c.value for c in store.counters("shop") if c.metric == counters.SEND and c.value}
-    assert sends == {"sent|": 1, "failed|quota_exceeded": 1, "pending_confirmation|": 1}
+    assert sends == {"sent|": 2, "pending_confirmation|": 1}
 
 
 def test_keys_and_audit(store: Store) -> None:
@@ -424,7 +424,7 @@ def test_concurrent_status_changes_move_each_counter_once(store: Store) -> None:
             t.join()
 
     store.begin_send(message("k1"))
-    race(store.finish_send, "k1", status="sent", reason=None, response={})
+    race(store.finish_send, "k1", status="pending_confirmation", reason=None, response={"msgid": "m1"})
     race(store.settle_confirmations, [DecidedTask("k1", "failed", "quota_exceeded")])
     assert store.admit(enrollment(1))
     race(store.record_end, EnrollmentEnd("enr1", status="exited", exit_reason="completed", at=utcnow()))
