@@ -761,12 +761,13 @@ class Store:
             For each decided task, whether its event was stored now.
         """
         stored: list[bool] = []
+        counted: list[tuple[CounterKey, int]] = []  # the group's counter moves, bumped in one statement
         with self._connect() as conn:
             for task in decided:
                 known: tuple[str, str | None] | None = ("pending_confirmation", None)
                 moved = None
                 while known is not None and known[0] not in DECIDED and moved is None:
-                    moved = _move_from(conn, task.key, known, task.status, task.reason, {})
+                    moved = _move_from(conn, task.key, known, task.status, task.reason, {}, counted=counted)
                     if moved is None:  # moved meanwhile: read again and move from there
                         known = _message_status(conn, task.key)
                 if moved is None:
@@ -779,6 +780,7 @@ class Store:
                 stored.append(task.event is not None and _insert_event(conn, task.event))
             for key, at in rechecks:
                 conn.execute(statements_for(conn).schedule_check, {"w_key": key, "next_check_at": at})
+            bump(conn, counted)
             conn.commit()
         return stored
 
@@ -837,8 +839,18 @@ def _message_status(conn: Connection, key: str) -> tuple[str, str | None] | None
 
 
 def _move_from(conn: Connection, key: str, known: tuple[str, str | None], status: str, reason: str | None,
-               fields: dict[str, Any]) -> Any:  # fmt: skip
+               fields: dict[str, Any], *, counted: list[tuple[CounterKey, int]] | None = None) -> Any:  # fmt: skip
     """Move a message from ``known`` (status, reason) to ``status`` and its send counters along.
+
+    Args:
+        conn: The transaction.
+        key: The send attempt's idempotency key.
+        known: The (status, reason) the caller believes the message has.
+        status: The new status.
+        reason: The new reason.
+        fields: Other columns to set.
+        counted: Where to add the counter moves for the caller to bump with others (one
+            statement for many messages); None bumps them now.
 
     Returns:
         The moved row's counter columns, or None (nothing written) when the message no
@@ -855,7 +867,11 @@ def _move_from(conn: Connection, key: str, known: tuple[str, str | None], status
     if moved is not None:
         before = CounterKey(moved.journey_id, moved.version, counters.SEND, moved.step_id,
                             send_label(old_status, old_reason))  # fmt: skip
-        bump(conn, [(before, -1), (before._replace(label=send_label(status, reason)), 1)])
+        changes = [(before, -1), (before._replace(label=send_label(status, reason)), 1)]
+        if counted is None:
+            bump(conn, changes)
+        else:
+            counted.extend(changes)
     return moved
 
 

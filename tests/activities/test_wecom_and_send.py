@@ -599,6 +599,7 @@ async def test_a_sweep_round_records_what_its_checks_found_in_one_commit(env: En
     [round_commit] = commits
     assert round_commit.count("UPDATE messages") == 3, "two outcomes and c2's next check"
     assert round_commit.count("INSERT INTO events") == 2, "each outcome with the event that announces it"
+    assert round_commit.count("INSERT INTO journey_counters") == 1, "the outcomes' counters in one statement"
     with env.store.engine.connect() as conn:
         announced = conn.execute(text("select name, customer_id from events order by customer_id")).all()
     assert [tuple(r) for r in announced] == [("message.sent", "c1"), ("message.failed", "c3")]
