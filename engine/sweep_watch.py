@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from engine.store import Store
-from engine.sweep_promise import SweepPromise
 from engine.temporal import ConfirmationSweep
 
 log = logging.getLogger(__name__)
@@ -31,16 +30,13 @@ class SweepWatch:
 
     Args:
         store: Where the waiting tasks are counted.
-        sweep: Signals the sweep (with start).
-        promise: The sweep's promise of another round (None: signal whenever tasks wait).
+        sweep: Wakes the sweep (with start), trusting its promise or not.
         every_s: Time between two looks.
     """
 
-    def __init__(self, store: Store, sweep: ConfirmationSweep, promise: SweepPromise | None = None, *,
-                 every_s: float = WATCH_EVERY_S) -> None:  # fmt: skip
+    def __init__(self, store: Store, sweep: ConfirmationSweep, *, every_s: float = WATCH_EVERY_S) -> None:
         self._store = store
         self._sweep = sweep
-        self._promise = promise
         self._every_s = every_s
 
     async def check(self, *, trust_promise: bool = True) -> bool:
@@ -54,10 +50,7 @@ class SweepWatch:
         """
         if await self._store.offload(self._store.waiting_confirmations) == 0:
             return False
-        if trust_promise and self._promise is not None and await self._promise.holds():
-            return False
-        await self._sweep.signal()
-        return True
+        return await self._sweep.wake(trust_promise=trust_promise)
 
     async def run(self) -> None:
         """Look now and every ``every_s`` until cancelled; failures are logged, never raised."""

@@ -19,6 +19,8 @@ from workflows.confirmations import ConfirmationSweepWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.messages import EVENT_SIGNAL, STATUS_QUERY, WAKE_SIGNAL, EnrollmentInput, EnrollmentState, EventData
 
+log = logging.getLogger("journeys.temporal")
+
 _runtime_lock = threading.Lock()
 _runtime: Runtime | None = None
 
@@ -48,8 +50,6 @@ async def connect(address: str, namespace: str) -> Client:
     """Connect with the converter every Journeys process must share (plans are pydantic)."""
     return await Client.connect(address, namespace=namespace, data_converter=data_converter, runtime=sdk_runtime())
 
-
-log = logging.getLogger("journeys.temporal")
 
 #: Start, find it running, signal, find it ended: how many times before giving up (each
 #: round needs an enrollment that ends in the instant between two calls).
@@ -129,14 +129,26 @@ class ConfirmationSweep:
     async def __call__(self) -> None:
         """Make sure a sweep round will count the tasks committed so far (never raises)."""
         try:
-            if self._promise is not None and await self._promise.holds():
-                return
-            await self.signal()
+            await self.wake()
         except Exception as exc:  # noqa: BLE001 - retried in the background (see the class)
             log.warning("could not wake the confirmation sweep (%s); retrying in the background", exc)
             self._failures += 1
             if not self.retrying:
                 self._retrier = asyncio.create_task(self._retry())
+
+    async def wake(self, *, trust_promise: bool = True) -> bool:
+        """Signal the sweep unless (trusting it) its promise of another round stands.
+
+        Returns:
+            Whether the sweep was signalled.
+
+        Raises:
+            Exception: Temporal did not take the signal (``__call__`` retries instead).
+        """
+        if trust_promise and self._promise is not None and await self._promise.holds():
+            return False
+        await self.signal()
+        return True
 
     async def signal(self) -> None:
         """Signal the sweep with start, promise or not."""

@@ -96,9 +96,8 @@ def confirmation_sweep_watch(rt: Runtime, *, every_s: float = WATCH_EVERY_S) -> 
     A worker runs it for as long as it runs (``async with watch.running()``).
     """
     queue = rt.settings.temporal_task_queue
-    promise = SweepPromise(rt.redis, queue)
-    return SweepWatch(rt.store, ConfirmationSweep(rt.temporal, task_queue=queue, promise=promise), promise,
-                      every_s=every_s)  # fmt: skip
+    sweep = ConfirmationSweep(rt.temporal, task_queue=queue, promise=SweepPromise(rt.redis, queue))
+    return SweepWatch(rt.store, sweep, every_s=every_s)
 
 
 def _activity_name(fn: Callable[..., Any]) -> str:

@@ -93,8 +93,9 @@ async def test_an_unreadable_promise_does_not_fail_the_sender_either() -> None:
 
 
 async def test_the_watch_signals_only_while_tasks_wait_and_no_round_is_promised() -> None:
-    store, promise, sweep = WaitingTasks(0), Promise(stands=True), ScriptedSweep()
-    watch = SweepWatch(store, sweep, promise)  # type: ignore[arg-type]
+    store, promise = WaitingTasks(0), Promise(stands=True)
+    sweep = ScriptedSweep(promise=promise)
+    watch = SweepWatch(store, sweep)  # type: ignore[arg-type]
     assert not await watch.check(trust_promise=False), "nothing waits"
     store.waiting = 3
     assert not await watch.check(), "a round is promised: it will count them"
@@ -106,9 +107,9 @@ async def test_the_watch_signals_only_while_tasks_wait_and_no_round_is_promised(
 
 async def test_the_watch_keeps_looking_after_failures_and_stops_with_its_block() -> None:
     store, promise = WaitingTasks(2), Promise(stands=True)
-    sweep = ScriptedSweep("fail", "ok", "ok", "ok", "ok", "ok")
+    sweep = ScriptedSweep("fail", "ok", "ok", "ok", "ok", "ok", promise=promise)
     store.fail = True
-    watch = SweepWatch(store, sweep, promise, every_s=0.01)  # type: ignore[arg-type]
+    watch = SweepWatch(store, sweep, every_s=0.01)  # type: ignore[arg-type]
     async with watch.running():
         await asyncio.sleep(0.05)
         assert sweep.calls == [], "the count failed: nothing known, nothing signalled"
