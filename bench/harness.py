@@ -125,6 +125,26 @@ def summary_ms(values_s: list[float]) -> dict[str, float]:
     }
 
 
+def timeline_ms(pairs: list[tuple[float, float]], window_s: float = 10.0) -> list[tuple[float, float, float]]:
+    """Latency over the run: (window start in s, p50 ms, max ms) per ``window_s`` of submit time.
+
+    Shows whether a path fell behind for a while and caught up, or fell behind steadily: the
+    run's percentiles alone cannot tell the two apart.
+
+    Args:
+        pairs: (submitted at, latency in seconds) of each delivered event.
+        window_s: The width of one window.
+    """
+    if not pairs:
+        return []
+    t0 = min(at for at, _ in pairs)
+    windows: dict[int, list[float]] = {}
+    for at, latency in pairs:
+        windows.setdefault(int((at - t0) // window_s), []).append(latency)
+    return [(index * window_s, percentile(lat, 50) * 1000, max(lat) * 1000)
+            for index, lat in sorted(windows.items())]  # fmt: skip
+
+
 class BenchStack:
     """Start and stop the whole stack; restart pieces for chaos runs.
 

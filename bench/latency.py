@@ -22,7 +22,7 @@ import httpx
 from temporalio.client import Client
 
 from bench.bare_workflow import BareMessage, BareRequest, BareSend
-from bench.harness import BenchStack, header, summary_ms
+from bench.harness import BenchStack, header, summary_ms, timeline_ms
 
 JOURNEY = """
 journey: bench-latency
@@ -93,13 +93,15 @@ async def run_ours(stack: BenchStack, rate: float, duration: float, customers: l
     # Only events answered 202 are owed a message; the others are reported as HTTP errors.
     owed = [i for i in submitted if i not in refused]
     received = await wait_for_texts(stack, f"lat {run} ", len(owed))
-    lat_submit, lat_accept = [], []
+    lat_submit, lat_accept, over_time = [], [], []
     for i in owed:
         at = received.get(f"lat {run} {i}")
         if at is not None:
             lat_submit.append(at - submitted[i])
             lat_accept.append(at - accepted[i])
+            over_time.append((submitted[i], at - submitted[i]))
     return {"from_submit": summary_ms(lat_submit), "from_202": summary_ms(lat_accept),
+            "timeline": timeline_ms(over_time),
             "api_ms": summary_ms([accepted[i] - submitted[i] for i in submitted]),
             "lost": len(owed) - len(lat_submit), "errors": len(refused), "owed": len(owed)}  # fmt: skip
 
@@ -122,7 +124,9 @@ async def run_bare(stack: BenchStack, client: Client, rate: float, duration: flo
     received = await wait_for_texts(stack, f"bare {run} ", len(submitted))
     lat = [received[f"bare {run} {i}"] - t0 for i, t0 in submitted.items() if f"bare {run} {i}" in received]
     lat_started = [received[f"bare {run} {i}"] - started[i] for i in submitted if f"bare {run} {i}" in received]
+    over_time = [(t0, received[f"bare {run} {i}"] - t0) for i, t0 in submitted.items() if f"bare {run} {i}" in received]
     return {"from_submit": summary_ms(lat), "from_202": summary_ms(lat_started),
+            "timeline": timeline_ms(over_time),
             "api_ms": summary_ms([started[i] - submitted[i] for i in submitted]),
             "lost": len(submitted) - len(lat), "errors": 0}  # fmt: skip
 
@@ -214,6 +218,12 @@ async def main() -> None:
                   + ("" if ours["settled"] else "; some tasks were undecided when the baseline began"))  # fmt: skip
             print(f"  CPU ms per event, Journeys: { {k: round(v, 1) for k, v in ours['cpu'].items()} }; "
                   f"bare: { {k: round(v, 1) for k, v in bare['cpu'].items()} }")  # fmt: skip
+        print("\nOver the run, from submit, p50/max in ms per 10 s of submit time (a path that fell behind")
+        print("for a while and caught up, or fell behind steadily):\n")
+        for rate, ours, bare in results:
+            for name, r in (("Journeys", ours), ("bare", bare)):
+                cells = ", ".join(f"{start:.0f}s {p50:.0f}/{top:.0f}" for start, p50, top in r["timeline"])
+                print(f"- {name} @ {rate:g}/s: {cells}")
         print(f"\nload average at end: {open('/proc/loadavg').read().split()[:3]}")
     finally:
         stack.stop()

@@ -1,0 +1,35 @@
+"""The bench harness's pure parts: the latency timeline and the one-process stack's shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.harness import BenchStack, timeline_ms
+
+
+def test_timeline_windows_by_submit_time_with_median_and_max() -> None:
+    pairs = [(100.0, 0.010), (101.0, 0.030), (105.0, 0.020), (112.0, 2.0), (119.9, 4.0), (131.0, 0.05)]
+
+    assert timeline_ms(pairs) == [(0.0, 20.0, 30.0), (10.0, 2000.0, 4000.0), (30.0, 50.0, 50.0)]
+
+
+def test_timeline_of_nothing_is_empty() -> None:
+    assert timeline_ms([]) == []
+
+
+def test_one_process_stack_runs_journeys_up_and_no_separate_worker(tmp_path: Path) -> None:
+    stack = BenchStack(tmp_path, one_process=True)
+
+    assert stack.api.argv[1:3] == ["up", "--port"]
+    assert str(stack.api_port) in stack.api.argv
+    with pytest.raises(RuntimeError, match="inside the API's process"):
+        stack.restart_worker()
+
+
+def test_split_stack_runs_api_and_worker_apart(tmp_path: Path) -> None:
+    stack = BenchStack(tmp_path)
+
+    assert stack.api.argv[1] == "api"
+    assert stack.worker.argv[1] == "worker"
