@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -75,6 +76,7 @@ async def run_ours(stack: BenchStack, rate: float, duration: float, customers: l
     submitted: dict[int, float] = {}
     accepted: dict[int, float] = {}
     refused: set[int] = set()
+    why: Counter[str] = Counter()  # what each refused event got instead of a 202
     async with stack.client() as api:
 
         async def fire(i: int) -> None:
@@ -83,11 +85,14 @@ async def run_ours(stack: BenchStack, rate: float, duration: float, customers: l
             submitted[i] = time.time()
             try:
                 resp = await api.post("/v1/events", json=body)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 resp = None  # an open-loop run that fell behind: count it, keep measuring
+                why[type(exc).__name__] += 1
             accepted[i] = time.time()
             if resp is None or resp.status_code != 202:
                 refused.add(i)
+                if resp is not None:
+                    why[f"HTTP {resp.status_code}"] += 1
 
         await open_loop(rate, duration, fire)
     # Only events answered 202 are owed a message; the others are reported as HTTP errors.
@@ -103,7 +108,8 @@ async def run_ours(stack: BenchStack, rate: float, duration: float, customers: l
     return {"from_submit": summary_ms(lat_submit), "from_202": summary_ms(lat_accept),
             "timeline": timeline_ms(over_time),
             "api_ms": summary_ms([accepted[i] - submitted[i] for i in submitted]),
-            "lost": len(owed) - len(lat_submit), "errors": len(refused), "owed": len(owed)}  # fmt: skip
+            "lost": len(owed) - len(lat_submit), "errors": len(refused), "owed": len(owed),
+            "why": dict(why)}  # fmt: skip
 
 
 async def run_bare(stack: BenchStack, client: Client, rate: float, duration: float, queue: str,
@@ -215,6 +221,7 @@ async def main() -> None:
             print(f"- {rate:g}/s: p50 {o['p50'] / b['p50']:.2f}x, p95 {o['p95'] / b['p95']:.2f}x, "
                   f"p99 {o['p99'] / b['p99']:.2f}x; API answer p50 {ours['api_ms']['p50']:.0f} ms "
                   f"(start_workflow p50 {bare['api_ms']['p50']:.0f} ms); HTTP errors {ours['errors']}"
+                  + (f" {ours['why']}" if ours["why"] else "")
                   + ("" if ours["settled"] else "; some tasks were undecided when the baseline began"))  # fmt: skip
             print(f"  CPU ms per event, Journeys: { {k: round(v, 1) for k, v in ours['cpu'].items()} }; "
                   f"bare: { {k: round(v, 1) for k, v in bare['cpu'].items()} }")  # fmt: skip
