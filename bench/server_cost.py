@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +24,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.harness import BenchStack, cpu_seconds, header
+from bench.latency import open_loop
 
 QUEUE = "server-cost"
 
@@ -70,15 +70,14 @@ async def server_ms_per_workflow(client: Client, workflow_name: str, req: CostRe
                                  server_pid: int) -> float:  # fmt: skip
     """Start ``rate`` workflows a second for ``seconds``, wait for all; the server's CPU ms per workflow."""
     before = cpu_seconds(server_pid)
-    count = int(rate * seconds)
-    start = time.perf_counter()
     handles = []
-    for i in range(count):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+
+    async def fire(_: int) -> None:
         handles.append(await client.start_workflow(workflow_name, req, id=f"{workflow_name}-{uuid.uuid4().hex}",
                                                    task_queue=QUEUE))  # fmt: skip
+
+    await open_loop(rate, seconds, fire)
+    count = len(handles)
     for handle in handles:
         await handle.result()
     await asyncio.sleep(2)  # the server's work after the last completion (visibility, task deletion)
