@@ -10,6 +10,7 @@ at the bench's Temporal, Redis and fake), which is the shape a single-machine de
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
@@ -106,6 +107,19 @@ def machine() -> str:
     load = os.getloadavg()
     return (f"{cores} cores, {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()} "
             f"{platform.release()}; load average at start {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}")  # fmt: skip
+
+
+async def open_loop(rate: float, duration: float, fire: Any) -> None:
+    """Call ``fire(i)`` at ``rate`` per second for ``duration`` seconds, without waiting for answers."""
+    total = int(rate * duration)
+    start = time.perf_counter()
+    tasks = []
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(fire(i)))
+    await asyncio.gather(*tasks)
 
 
 def percentile(values: list[float], q: float) -> float:

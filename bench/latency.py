@@ -23,7 +23,7 @@ import httpx
 from temporalio.client import Client
 
 from bench.bare_workflow import BareMessage, BareRequest, BareSend
-from bench.harness import BenchStack, header, summary_ms, timeline_ms
+from bench.harness import BenchStack, header, open_loop, summary_ms, timeline_ms
 
 JOURNEY = """
 journey: bench-latency
@@ -38,19 +38,6 @@ trigger: {event: bench.latency}
 steps:
   - send: {channel: wecom.app, to: "staff{{ trigger.n }}", text: "lat {{ trigger.run }} {{ trigger.n }}"}
 """
-
-
-async def open_loop(rate: float, duration: float, fire: Any) -> None:
-    """Call ``fire(i)`` at ``rate`` per second for ``duration`` seconds, without waiting for answers."""
-    total = int(rate * duration)
-    start = time.perf_counter()
-    tasks = []
-    for i in range(total):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(fire(i)))
-    await asyncio.gather(*tasks)
 
 
 async def wait_for_texts(stack: BenchStack, prefix: str, count: int, timeout: float = 180) -> dict[str, float]:
@@ -98,17 +85,13 @@ async def run_ours(stack: BenchStack, rate: float, duration: float, customers: l
     # Only events answered 202 are owed a message; the others are reported as HTTP errors.
     owed = [i for i in submitted if i not in refused]
     received = await wait_for_texts(stack, f"lat {run} ", len(owed))
-    lat_submit, lat_accept, over_time = [], [], []
-    for i in owed:
-        at = received.get(f"lat {run} {i}")
-        if at is not None:
-            lat_submit.append(at - submitted[i])
-            lat_accept.append(at - accepted[i])
-            over_time.append((submitted[i], at - submitted[i]))
-    return {"from_submit": summary_ms(lat_submit), "from_202": summary_ms(lat_accept),
+    arrived = {i: received[f"lat {run} {i}"] for i in owed if f"lat {run} {i}" in received}
+    over_time = [(submitted[i], at - submitted[i]) for i, at in arrived.items()]
+    return {"from_submit": summary_ms([lat for _, lat in over_time]),
+            "from_202": summary_ms([at - accepted[i] for i, at in arrived.items()]),
             "timeline": timeline_ms(over_time),
             "api_ms": summary_ms([accepted[i] - submitted[i] for i in submitted]),
-            "lost": len(owed) - len(lat_submit), "errors": len(refused), "owed": len(owed),
+            "lost": len(owed) - len(arrived), "errors": len(refused), "owed": len(owed),
             "why": dict(why)}  # fmt: skip
 
 
@@ -128,13 +111,13 @@ async def run_bare(stack: BenchStack, client: Client, rate: float, duration: flo
 
     await open_loop(rate, duration, fire)
     received = await wait_for_texts(stack, f"bare {run} ", len(submitted))
-    lat = [received[f"bare {run} {i}"] - t0 for i, t0 in submitted.items() if f"bare {run} {i}" in received]
-    lat_started = [received[f"bare {run} {i}"] - started[i] for i in submitted if f"bare {run} {i}" in received]
-    over_time = [(t0, received[f"bare {run} {i}"] - t0) for i, t0 in submitted.items() if f"bare {run} {i}" in received]
-    return {"from_submit": summary_ms(lat), "from_202": summary_ms(lat_started),
+    arrived = {i: received[f"bare {run} {i}"] for i in submitted if f"bare {run} {i}" in received}
+    over_time = [(submitted[i], at - submitted[i]) for i, at in arrived.items()]
+    return {"from_submit": summary_ms([lat for _, lat in over_time]),
+            "from_202": summary_ms([at - started[i] for i, at in arrived.items()]),
             "timeline": timeline_ms(over_time),
             "api_ms": summary_ms([started[i] - submitted[i] for i in submitted]),
-            "lost": len(submitted) - len(lat), "errors": 0}  # fmt: skip
+            "lost": len(submitted) - len(arrived), "errors": 0}  # fmt: skip
 
 
 async def put_customers(stack: BenchStack, ids: list[str]) -> None:

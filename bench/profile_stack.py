@@ -17,9 +17,9 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from bench.harness import BenchStack
+from bench.harness import BenchStack, open_loop
 from bench.latency import JOURNEY as LATENCY_JOURNEY
-from bench.latency import open_loop, put_customers
+from bench.latency import put_customers
 from bench.throughput import JOURNEY as THROUGHPUT_JOURNEY
 
 OURS = ("engine/", "activities/", "workflows/", "rules/", "api/")

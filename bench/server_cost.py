@@ -23,8 +23,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from bench.harness import BenchStack, cpu_seconds, header
-from bench.latency import open_loop
+from bench.harness import BenchStack, cpu_seconds, header, open_loop
 
 QUEUE = "server-cost"
 

@@ -21,8 +21,8 @@ from itertools import pairwise
 from temporalio.client import Client
 
 from bench.bare_workflow import BareMessage, BareRequest, BareSend
-from bench.harness import BenchStack, header
-from bench.latency import JOURNEY, open_loop, put_customers
+from bench.harness import BenchStack, header, open_loop
+from bench.latency import JOURNEY, put_customers
 
 
 async def main() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import BenchStack, timeline_ms
+from bench.harness import BenchStack, Proc, timeline_ms
 
 
 def test_timeline_windows_by_submit_time_with_median_and_max() -> None:
@@ -19,17 +19,31 @@ def test_timeline_of_nothing_is_empty() -> None:
     assert timeline_ms([]) == []
 
 
-def test_one_process_stack_runs_journeys_up_and_no_separate_worker(tmp_path: Path) -> None:
+def _started_pieces(stack: BenchStack, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Start the stack with every piece's start recorded instead of run (a pure unit test)."""
+    started: list[str] = []
+    monkeypatch.setattr(Proc, "start", lambda self, **_: started.append(self.name) or self)
+    for child in (stack.temporal, stack.redis):
+        monkeypatch.setattr(child, "start", lambda *, _name=child.name, **__: started.append(_name))
+    stack.start()
+    return started
+
+
+def test_one_process_stack_runs_journeys_up_and_no_separate_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stack = BenchStack(tmp_path, one_process=True)
 
     assert stack.api.argv[1:3] == ["up", "--port"]
     assert str(stack.api_port) in stack.api.argv
+    assert "worker" not in _started_pieces(stack, monkeypatch)
     with pytest.raises(RuntimeError, match="inside the API's process"):
         stack.restart_worker()
 
 
-def test_split_stack_runs_api_and_worker_apart(tmp_path: Path) -> None:
+def test_split_stack_runs_api_and_worker_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stack = BenchStack(tmp_path)
 
     assert stack.api.argv[1] == "api"
     assert stack.worker.argv[1] == "worker"
+    assert _started_pieces(stack, monkeypatch)[-2:] == ["api", "worker"]
