@@ -29,7 +29,7 @@ from engine.sweep_promise import SweepPromise
 from engine.sweep_watch import WATCH_EVERY_S, SweepWatch
 from engine.temporal import ConfirmationSweep
 from workflows.confirmations import ConfirmationSweepWorkflow
-from workflows.journey import JourneyWorkflow
+from workflows.journey import JOURNEY_WORKFLOWS
 from workflows.scheduler import AudienceScheduleWorkflow
 from workflows.tracker import MassSendTrackerWorkflow
 
@@ -141,7 +141,7 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
     return Worker(
         rt.temporal,
         task_queue=task_queue or rt.settings.temporal_task_queue,
-        workflows=[JourneyWorkflow, AudienceScheduleWorkflow, ConfirmationSweepWorkflow, MassSendTrackerWorkflow],
+        workflows=[*JOURNEY_WORKFLOWS, AudienceScheduleWorkflow, ConfirmationSweepWorkflow, MassSendTrackerWorkflow],
         activities=acts,
         max_concurrent_activities=rt.settings.journeys_worker_activities,
         max_concurrent_workflow_tasks=rt.settings.journeys_worker_workflow_tasks,

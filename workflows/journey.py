@@ -140,9 +140,12 @@ def split_arm(journey_id: str, customer_id: str, arms: list[tuple[str, float]]) 
     return arms[-1][0]
 
 
-@workflow.defn(name="JourneyWorkflow")
-class JourneyWorkflow:
-    """Runs one customer through one journey version."""
+class _JourneyInterpreter:
+    """Runs one customer through one journey version: the interpreter both workflow types share.
+
+    Which interpreter changes a run takes is decided by its type (``JourneyWorkflow`` and
+    ``PatchedJourneyWorkflow`` below) before ``_interpret`` starts.
+    """
 
     def __init__(self) -> None:
         self._inp: EnrollmentInput | None = None
@@ -272,14 +275,8 @@ class JourneyWorkflow:
         info = workflow.info()
         return info.first_execution_run_id or info.run_id
 
-    @workflow.run
-    async def run(self, inp: EnrollmentInput) -> EnrollmentState:
+    async def _interpret(self, inp: EnrollmentInput) -> EnrollmentState:
         """Admit the customer, walk the plan, record how it ended."""
-        # First, so that it is at the same place in every history that has it. A new run
-        # records only the newest marker; older histories replay the one they have.
-        self._admit_with_send = workflow.patched(_ADMIT_WITH_SEND)
-        self._trigger_as_input = self._admit_with_send or workflow.patched(_TRIGGER_AS_INPUT)
-        self._folded = self._trigger_as_input or workflow.patched(_FOLDED)
         self._inp = inp
         start = inp.plan.start
         if inp.resume is not None:
@@ -972,6 +969,53 @@ class JourneyWorkflow:
             return None
         self._count(TallyEntry(_STEP_COMPLETED, node.id))
         return self._finish_input("exited", "completed", self._take_tally())
+
+
+@workflow.defn(name="Journey")
+class JourneyWorkflow(_JourneyInterpreter):
+    """Runs one customer through one journey version: every enrollment starts as this type.
+
+    It takes every interpreter change up to ``interpreter-4`` without asking for a patch:
+    a new run of ``PatchedJourneyWorkflow`` asked for one, and the SDK recorded a marker and
+    upserted the ``TemporalChangeVersion`` search attribute for it, two history events and
+    about 2 ms of the Temporal server's CPU per enrollment (bench/RESULTS.md). Changes
+    after it go behind ``workflow.patched()`` here as before, until they are folded into a
+    type of their own the same way (docs/extending.md).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # In __init__, not in run: signal and update handlers may run before run does.
+        self._admit_with_send = self._trigger_as_input = self._folded = True
+
+    @workflow.run
+    async def run(self, inp: EnrollmentInput) -> EnrollmentState:
+        """Admit the customer, walk the plan, record how it ended."""
+        return await self._interpret(inp)
+
+
+@workflow.defn(name="JourneyWorkflow")
+class PatchedJourneyWorkflow(_JourneyInterpreter):
+    """Enrollments started before the ``Journey`` type: their histories decide by patch markers.
+
+    Kept registered while such enrollments may still run or be replayed (a run that
+    continues as new stays this type). Its behaviour must not change: it is what their
+    histories recorded.
+    """
+
+    @workflow.run
+    async def run(self, inp: EnrollmentInput) -> EnrollmentState:
+        """Admit the customer, walk the plan, record how it ended."""
+        # First, so that it is at the same place in every history that has it. A new run
+        # records only the newest marker; older histories replay the one they have.
+        self._admit_with_send = workflow.patched(_ADMIT_WITH_SEND)
+        self._trigger_as_input = self._admit_with_send or workflow.patched(_TRIGGER_AS_INPUT)
+        self._folded = self._trigger_as_input or workflow.patched(_FOLDED)
+        return await self._interpret(inp)
+
+
+#: Every journey workflow type a worker registers: the current one and the one older histories need.
+JOURNEY_WORKFLOWS: tuple[type, ...] = (JourneyWorkflow, PatchedJourneyWorkflow)
 
 
 def _retry(plan: RetryPlan) -> RetryPolicy:

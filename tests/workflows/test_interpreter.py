@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 from engine.compiler import compile_text
 from engine.simulate import time_skipping_server_binary
 from engine.temporal import sdk_runtime, start_enrollment
-from workflows.journey import JourneyWorkflow
+from workflows.journey import JOURNEY_WORKFLOWS, JourneyWorkflow, PatchedJourneyWorkflow
 from workflows.messages import (
     ADMIT,
     EVENT_SIGNAL,
@@ -289,7 +289,28 @@ async def test_the_last_send_records_the_end_of_the_enrollment(env: WorkflowEnvi
     # interpreter-4: the first send admits, so no admission local activity either.
     assert acts.admissions == ["send"]
     markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
-    assert len(markers) == 1, "the patch; the first send admits, and no record after the last send"
+    assert markers == [], "no patch marker: the Journey type takes interpreter-4 without one"
+    upserts = [e for e in history.events if e.HasField("upsert_workflow_search_attributes_event_attributes")]
+    assert upserts == [], "nor the TemporalChangeVersion upsert the SDK adds to every patch"
+
+
+async def test_the_older_type_still_asks_for_its_patch_and_walks_the_same(env: WorkflowEnvironment) -> None:
+    # A running enrollment of the type before "Journey" that continues as new starts a
+    # fresh run of that type: it records interpreter-4's marker and behaves as the new type.
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[*JOURNEY_WORKFLOWS], activities=[*acts.all()]):
+        handle = await env.client.start_workflow(PatchedJourneyWorkflow.run, enrollment(three_steps("1s")),
+                                                 id=f"wf-{uuid.uuid4()}", task_queue=queue)  # fmt: skip
+        final: EnrollmentState = await handle.result()
+        history = await handle.fetch_history()
+    assert history.events[0].workflow_execution_started_event_attributes.workflow_type.name == "JourneyWorkflow"
+    assert final.exit_reason == "completed" and acts.sent == [("first", 1), ("second", 1)]
+    assert acts.admissions == ["send"] and acts.finished == ["exited"] and counted(acts) == EVERY_STEP
+    markers = [
+        e.marker_recorded_event_attributes for e in history.events if e.HasField("marker_recorded_event_attributes")
+    ]
+    assert len(markers) == 1 and b"interpreter-4" in markers[0].details["patch-data"].payloads[0].data
 
 
 async def test_an_end_the_send_could_not_record_is_recorded_by_the_workflow(env: WorkflowEnvironment) -> None:
