@@ -1,14 +1,19 @@
-"""The dev server's CPU per workflow: a bare workflow, with one patch, and with our payload sizes.
+"""The dev server's CPU per workflow: a bare workflow, and variants of it.
 
     .venv/bin/python -m bench.server_cost [--rounds 6] [--rate 20] [--seconds 20]
+        [--variants plain,patch,payloads,eager-start,eager-activity]
 
-Tells how much of the server's extra work for a journey enrollment (bench/RESULTS.md) comes
-from the ``workflow.patched()`` every new run meets (a marker and the SDK's upsert of the
-``TemporalChangeVersion`` search attribute) and how much from larger payloads (the plan as
-input, a 2 KB send input). Each variant starts workflows of one activity at a steady rate on
-a fresh dev server; the variants take turns in rotating order, because the host's speed and
-the server's cost per workflow drift over minutes, so only the differences within a round
-compare.
+Tells how much of the server's work for a journey enrollment (bench/RESULTS.md) comes from
+what: the ``workflow.patched()`` a new run met before the ``Journey`` type (a marker and the
+SDK's upsert of the ``TemporalChangeVersion`` search attribute), larger payloads (the plan as
+input, a 2 KB send input), and what eager dispatch saves: a start that gets its first
+workflow task in the answer (``eager-start``: the client and the worker share a connection,
+as in ``journeys up``), and an activity handed to the worker with the workflow task's
+completion (``eager-activity``: the server's ``system.enableActivityEagerExecution`` is on for
+this run; the other variants' worker does not ask for it). Each variant starts workflows of
+one activity at a steady rate on a fresh dev server; the variants take turns in rotating
+order, because the host's speed and the server's cost per workflow drift over minutes, so
+only the differences within a round compare.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from bench.harness import BenchStack, cpu_seconds, header, open_loop
 
 QUEUE = "server-cost"
+#: The queue whose worker asks for eager activities.
+EAGER_QUEUE = "server-cost-eager-activities"
 
 
 @dataclass
@@ -65,15 +72,37 @@ class CostPatched:
         )
 
 
-async def server_ms_per_workflow(client: Client, workflow_name: str, req: CostRequest, rate: float, seconds: float,
+@dataclass(frozen=True)
+class Variant:
+    """One way of starting and running the one-activity workflow."""
+
+    name: str
+    workflow: str
+    request: CostRequest
+    queue: str = QUEUE
+    eager_start: bool = False
+
+
+SMALL, OURS = CostRequest(), CostRequest(pad="p" * 1200, activity_pad="a" * 1950)
+VARIANTS = {
+    "plain": Variant("plain", "CostPlain", SMALL),
+    "patch": Variant("one patch", "CostPatched", SMALL),
+    "payloads": Variant("our payloads", "CostPlain", OURS),
+    "eager-start": Variant("eager start", "CostPlain", SMALL, eager_start=True),
+    "eager-activity": Variant("eager activity", "CostPlain", SMALL, queue=EAGER_QUEUE),
+}
+
+
+async def server_ms_per_workflow(client: Client, variant: Variant, rate: float, seconds: float,
                                  server_pid: int) -> float:  # fmt: skip
     """Start ``rate`` workflows a second for ``seconds``, wait for all; the server's CPU ms per workflow."""
     before = cpu_seconds(server_pid)
     handles = []
 
     async def fire(_: int) -> None:
-        handles.append(await client.start_workflow(workflow_name, req, id=f"{workflow_name}-{uuid.uuid4().hex}",
-                                                   task_queue=QUEUE))  # fmt: skip
+        handles.append(await client.start_workflow(variant.workflow, variant.request, task_queue=variant.queue,
+                                                   id=f"{variant.workflow}-{uuid.uuid4().hex}",
+                                                   request_eager_start=variant.eager_start))  # fmt: skip
 
     await open_loop(rate, seconds, fire)
     count = len(handles)
@@ -88,49 +117,57 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--rate", type=float, default=20.0, help="workflows started per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of one variant's turn")
+    parser.add_argument("--variants", default="plain,patch,payloads",
+                        help=f"comma-separated, the first is the reference; of {', '.join(VARIANTS)}")  # fmt: skip
     args = parser.parse_args()
+    variants = [VARIANTS[v] for v in args.variants.split(",")]
     argv = ["python", "-m", "bench.server_cost", "--rounds", str(args.rounds), "--rate", f"{args.rate:g}",
-            "--seconds", f"{args.seconds:g}"]  # fmt: skip
+            "--seconds", f"{args.seconds:g}", "--variants", args.variants]  # fmt: skip
     print(header("Server cost per workflow", argv))
     stack = BenchStack()
+    if any(v.queue == EAGER_QUEUE for v in variants):
+        stack.temporal.argv += ["--dynamic-config-value", "system.enableActivityEagerExecution=true"]
     stack.temporal.start(ready_timeout=90)
     try:
         assert stack.temporal.proc is not None
         server_pid = stack.temporal.proc.pid
         client = await Client.connect(stack.temporal_address)
-        small, ours = CostRequest(), CostRequest(pad="p" * 1200, activity_pad="a" * 1950)
-        variants = [
-            ("plain", "CostPlain", small),
-            ("one patch", "CostPatched", small),
-            ("our payloads", "CostPlain", ours),
-        ]
-        async with Worker(client, task_queue=QUEUE, workflows=[CostPlain, CostPatched], activities=[echo_start],
-                          workflow_runner=UnsandboxedWorkflowRunner(), max_concurrent_activities=200):  # fmt: skip
-            await server_ms_per_workflow(client, "CostPlain", small, args.rate, 5, server_pid)  # warm-up
+
+        def worker(queue: str, *, eager_activities: bool) -> Worker:
+            return Worker(client, task_queue=queue, workflows=[CostPlain, CostPatched], activities=[echo_start],
+                          workflow_runner=UnsandboxedWorkflowRunner(), max_concurrent_activities=200,
+                          disable_eager_activity_execution=not eager_activities)  # fmt: skip
+
+        async with worker(QUEUE, eager_activities=False), worker(EAGER_QUEUE, eager_activities=True):
+            await server_ms_per_workflow(client, VARIANTS["plain"], args.rate, 5, server_pid)  # warm-up
             rounds: list[dict[str, float]] = []
             for index in range(args.rounds):
                 shift = index % len(variants)
                 figures = {}
-                for name, workflow_name, req in variants[shift:] + variants[:shift]:
-                    figures[name] = await server_ms_per_workflow(client, workflow_name, req, args.rate, args.seconds,
-                                                                 server_pid)  # fmt: skip
+                for variant in variants[shift:] + variants[:shift]:
+                    figures[variant.name] = await server_ms_per_workflow(client, variant, args.rate, args.seconds,
+                                                                         server_pid)  # fmt: skip
                 rounds.append(figures)
-        print("Server CPU ms per workflow, per round (the variants in rotating order):\n")
-        print(
-            "| round | plain | one patch | our payloads | patch - plain | payloads - plain |\n|---|---|---|---|---|---|"
-        )
-        for index, f in enumerate(rounds):
-            print(f"| {index} | {f['plain']:.2f} | {f['one patch']:.2f} | {f['our payloads']:.2f} "
-                  f"| {f['one patch'] - f['plain']:+.2f} | {f['our payloads'] - f['plain']:+.2f} |")  # fmt: skip
-        for name in ("one patch", "our payloads"):
-            diffs = sorted(f[name] - f["plain"] for f in rounds)
-            higher = sum(d > 0 for d in diffs)
-            print(
-                f"\n- {name} - plain: median {diffs[len(diffs) // 2]:+.2f} ms, "
-                f"higher in {higher} of {len(diffs)} rounds"
-            )
+        print(report(rounds, [v.name for v in variants]))
     finally:
         stack.temporal.stop()
+
+
+def report(rounds: list[dict[str, float]], names: list[str]) -> str:
+    """A table of the rounds, and each variant's median difference from the first."""
+    reference, others = names[0], names[1:]
+    out = ["Server CPU ms per workflow, per round (the variants in rotating order):", ""]
+    out.append("| round | " + " | ".join(names) + " | " + " | ".join(f"{n} - {reference}" for n in others) + " |")
+    out.append("|---" * (1 + len(names) + len(others)) + "|")
+    for index, f in enumerate(rounds):
+        cells = [f"{f[n]:.2f}" for n in names] + [f"{f[n] - f[reference]:+.2f}" for n in others]
+        out.append(f"| {index} | " + " | ".join(cells) + " |")
+    for name in others:
+        diffs = sorted(f[name] - f[reference] for f in rounds)
+        higher = sum(d > 0 for d in diffs)
+        out.append(f"\n- {name} - {reference}: median {diffs[len(diffs) // 2]:+.2f} ms, "
+                   f"higher in {higher} of {len(diffs)} rounds")  # fmt: skip
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

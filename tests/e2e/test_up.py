@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.api.history.v1 import WorkflowExecutionStartedEventAttributes
 
 from engine.embedded import free_port
+from engine.routing import enrollment_workflow_id
+from engine.temporal import connect
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +94,13 @@ def ports() -> Iterator[dict[str, int]]:
     yield {"api": free_port(), "fake": free_port(), "temporal": free_port()}
 
 
+async def first_event(address: str, workflow_id: str) -> WorkflowExecutionStartedEventAttributes:
+    """The started event of a workflow's latest run, read over the Temporal API."""
+    client = await connect(address, "default")
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return history.events[0].workflow_execution_started_event_attributes
+
+
 def fake_texts(up: Up) -> list[str]:
     return [m["text"] for m in httpx.get(f"{up.fake}/_fake/messages", timeout=5).json()["messages"]]
 
@@ -133,6 +144,10 @@ def test_enrollments_survive_a_restart(tmp_path: Path, ports: dict[str, int]) ->
         while "first 7" not in fake_texts(up):
             assert time.monotonic() < deadline, "first message never arrived"
             time.sleep(0.2)
+        wid = enrollment_workflow_id("restart-proof", "c9")
+        started = asyncio.run(first_event(f"127.0.0.1:{ports['temporal']}", wid))
+        assert started.workflow_type.name == "Journey"
+        assert started.eager_execution_accepted, "the API and the worker share a client: the first task came eagerly"
     finally:
         assert stop_up(up) == 0
     # The enrollment sits on its 5 s timer in the dev server's database file.
