@@ -999,8 +999,8 @@ class PatchedJourneyWorkflow(_JourneyInterpreter):
     """Enrollments started before the ``Journey`` type: their histories decide by patch markers.
 
     Kept registered while such enrollments may still run or be replayed (a run that
-    continues as new stays this type). Its behaviour must not change: it is what their
-    histories recorded.
+    continues as new stays this type). What it does must stay what their histories
+    recorded: a change to the shared interpreter goes behind ``workflow.patched()``.
     """
 
     @workflow.run
