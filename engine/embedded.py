@@ -187,11 +187,6 @@ def temporal_process(data_dir: Path, *, port: int, ui_port: int | None, namespac
         "journal_mode=wal",
         "--sqlite-pragma",
         "synchronous=normal",
-        # Starts that ask for it get their first workflow task in the answer when a worker
-        # runs on the starting client (engine/temporal.py ``start_enrollment``). The
-        # server's default already; set so that a server of another default behaves alike.
-        "--dynamic-config-value",
-        "system.enableEagerWorkflowStart=true",
     ]
     if ui_port:
         argv += ["--ui-port", str(ui_port)]

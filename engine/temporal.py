@@ -64,14 +64,6 @@ async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentIn
     customer[, key]) is running, the trigger is delivered to it as a signal instead. Either
     way, duplicate events cannot enroll twice.
 
-    The start asks for eager execution: when a worker of this task queue runs on the same
-    client (``journeys up``, simulations) and has a free workflow-task slot, Temporal hands
-    the run's first workflow task back in the start's answer instead of through its task
-    queue, which saves the server a task-queue round trip per enrollment and the run the
-    wait for a poll (bench/RESULTS.md). Without such a worker the SDK does not ask, and
-    nothing changes. Should the worker die holding the task, the server gives it to another
-    worker after the workflow-task timeout, as any task it handed out.
-
     Returns:
         The workflow id.
     """
@@ -85,7 +77,6 @@ async def start_enrollment(client: Client, *, task_queue: str, inp: EnrollmentIn
                 task_queue=task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                request_eager_start=True,
             )
             return wid
         except WorkflowAlreadyStartedError:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from temporalio.worker import FixedSizeSlotSupplier, UnsandboxedWorkflowRunner, Worker, WorkerTuner, WorkflowRunner
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audience import AudienceActivities
@@ -19,14 +19,12 @@ from activities.enrollment import EnrollmentActivities
 from activities.matching import MatchActivities
 from activities.send import SendActivities
 from activities.steps import StepActivities
-from engine.config import Settings
 from engine.dispatch import Dispatcher
 from engine.emitter import EngineEvents
 from engine.logs import LogContextInterceptor
 from engine.metrics import MetricsInterceptor
 from engine.registry import ActivityRegistry, RegistryError, load_activities
 from engine.runtime import Runtime
-from engine.slots import HeadroomSlots
 from engine.sweep_promise import SweepPromise
 from engine.sweep_watch import WATCH_EVERY_S, SweepWatch
 from engine.temporal import ConfirmationSweep
@@ -34,9 +32,6 @@ from workflows.confirmations import ConfirmationSweepWorkflow
 from workflows.journey import JOURNEY_WORKFLOWS
 from workflows.scheduler import AudienceScheduleWorkflow
 from workflows.tracker import MassSendTrackerWorkflow
-
-#: Nexus task slots (journeys serve no Nexus operations; the SDK's default).
-_NEXUS_SLOTS = 100
 
 
 def activities_for(rt: Runtime, *, clock_offset_s: float = 0.0,
@@ -148,23 +143,11 @@ def build_worker(rt: Runtime, *, task_queue: str | None = None, clock_offset_s: 
         task_queue=task_queue or rt.settings.temporal_task_queue,
         workflows=[*JOURNEY_WORKFLOWS, AudienceScheduleWorkflow, ConfirmationSweepWorkflow, MassSendTrackerWorkflow],
         activities=acts,
-        tuner=worker_tuner(rt.settings),
+        max_concurrent_activities=rt.settings.journeys_worker_activities,
+        max_concurrent_workflow_tasks=rt.settings.journeys_worker_workflow_tasks,
+        max_concurrent_local_activities=rt.settings.journeys_worker_local_activities,
         interceptors=[MetricsInterceptor(), LogContextInterceptor()],
         workflow_runner=workflow_runner(sandboxed=rt.settings.journeys_workflow_sandbox),
-    )
-
-
-def worker_tuner(settings: Settings) -> WorkerTuner:
-    """The worker's slots: fixed numbers from the settings, workflow tasks with headroom for eager starts.
-
-    Workflow-task slots are ``HeadroomSlots`` (engine/slots.py): a busy worker takes its
-    workflow tasks from the task queue in order instead of ahead of it from eager starts.
-    """
-    return WorkerTuner.create_composite(
-        workflow_supplier=HeadroomSlots(settings.journeys_worker_workflow_tasks),
-        activity_supplier=FixedSizeSlotSupplier(settings.journeys_worker_activities),
-        local_activity_supplier=FixedSizeSlotSupplier(settings.journeys_worker_local_activities),
-        nexus_supplier=FixedSizeSlotSupplier(_NEXUS_SLOTS),
     )
 
 

@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from redis.asyncio import Redis
-from temporalio.worker import FixedSizeSlotSupplier, UnsandboxedWorkflowRunner
+from temporalio.worker import UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from engine.config import Settings
 from engine.dispatch import Dispatcher, IncomingEvent
 from engine.dispatch_marks import PendingMarks
 from engine.embedded import free_port
-from engine.slots import HeadroomSlots
 from engine.worker import build_worker
 from tests.conftest import Stack
 from tests.helpers import eventually
@@ -201,14 +200,9 @@ async def test_worker_concurrency_comes_from_the_settings(stack: Stack) -> None:
         update={"journeys_worker_workflow_tasks": 3, "journeys_worker_local_activities": 4,
                 "journeys_worker_activities": 50, "temporal_task_queue": f"cfg-{uuid.uuid4().hex[:8]}"}
     )  # fmt: skip
-    tuner = build_worker(dataclasses.replace(stack.rt, settings=settings)).config()["tuner"]
-    assert tuner is not None
-    workflow_slots = tuner._get_workflow_task_slot_supplier()
-    local_slots = tuner._get_local_activity_task_slot_supplier()
-    activity_slots = tuner._get_activity_task_slot_supplier()
-    assert isinstance(workflow_slots, HeadroomSlots), "eager starts only while the worker has headroom"
-    assert isinstance(local_slots, FixedSizeSlotSupplier) and isinstance(activity_slots, FixedSizeSlotSupplier)
-    assert (workflow_slots.size, local_slots.num_slots, activity_slots.num_slots) == (3, 4, 50)
+    config = build_worker(dataclasses.replace(stack.rt, settings=settings)).config()
+    assert (config["max_concurrent_workflow_tasks"], config["max_concurrent_local_activities"],
+            config["max_concurrent_activities"]) == (3, 4, 50)  # fmt: skip
     assert Settings().journeys_worker_workflow_tasks == 20, "few workflow tasks per process by default"
 
 
