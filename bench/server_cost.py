@@ -8,9 +8,10 @@ what: the ``workflow.patched()`` a new run met before the ``Journey`` type (a ma
 SDK's upsert of the ``TemporalChangeVersion`` search attribute), larger payloads (the plan as
 input, a 2 KB send input), and what eager dispatch saves: a start that gets its first
 workflow task in the answer (``eager-start``: the client and the worker share a connection,
-as in ``journeys up``), and an activity handed to the worker with the workflow task's
-completion (``eager-activity``: the server's ``system.enableActivityEagerExecution`` is on for
-this run; the other variants' worker does not ask for it). Each variant starts workflows of
+as they would in ``journeys up``; journeys do not ask for it, see bench/RESULTS.md), and an
+activity handed to the worker with the workflow task's completion (``eager-activity``: the
+server's ``system.enableActivityEagerExecution`` is on for this run; the other variants'
+worker does not ask for it). Each variant starts workflows of
 one activity at a steady rate on a fresh dev server; the variants take turns in rotating
 order, because the host's speed and the server's cost per workflow drift over minutes, so
 only the differences within a round compare.
