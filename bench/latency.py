@@ -58,6 +58,30 @@ async def wait_for_texts(stack: BenchStack, prefix: str, count: int, timeout: fl
     return seen
 
 
+def latencies(received: dict[str, float], prefix: str, owed: list[int], submitted: dict[int, float],
+              answered: dict[int, float]) -> dict[str, Any]:  # fmt: skip
+    """One path's figures from when its messages reached the fake.
+
+    Args:
+        received: Message text -> when the fake received it.
+        prefix: The text of event ``i``'s message is ``prefix`` + ``i``.
+        owed: The events owed a message.
+        submitted: Event -> when it was submitted.
+        answered: Event -> when the submit was answered (the 202, or ``start_workflow`` returning).
+
+    Returns:
+        Latency percentiles from submit and from the answer, the timeline, the answer's own
+        percentiles, and how many owed messages never arrived.
+    """
+    arrived = {i: received[f"{prefix}{i}"] for i in owed if f"{prefix}{i}" in received}
+    over_time = [(submitted[i], at - submitted[i]) for i, at in arrived.items()]
+    return {"from_submit": summary_ms([lat for _, lat in over_time]),
+            "from_202": summary_ms([at - answered[i] for i, at in arrived.items()]),
+            "timeline": timeline_ms(over_time),
+            "api_ms": summary_ms([answered[i] - submitted[i] for i in submitted]),
+            "lost": len(owed) - len(arrived)}  # fmt: skip
+
+
 async def run_ours(stack: BenchStack, rate: float, duration: float, customers: list[str]) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     submitted: dict[int, float] = {}
@@ -85,14 +109,8 @@ async def run_ours(stack: BenchStack, rate: float, duration: float, customers: l
     # Only events answered 202 are owed a message; the others are reported as HTTP errors.
     owed = [i for i in submitted if i not in refused]
     received = await wait_for_texts(stack, f"lat {run} ", len(owed))
-    arrived = {i: received[f"lat {run} {i}"] for i in owed if f"lat {run} {i}" in received}
-    over_time = [(submitted[i], at - submitted[i]) for i, at in arrived.items()]
-    return {"from_submit": summary_ms([lat for _, lat in over_time]),
-            "from_202": summary_ms([at - accepted[i] for i, at in arrived.items()]),
-            "timeline": timeline_ms(over_time),
-            "api_ms": summary_ms([accepted[i] - submitted[i] for i in submitted]),
-            "lost": len(owed) - len(arrived), "errors": len(refused), "owed": len(owed),
-            "why": dict(why)}  # fmt: skip
+    return {**latencies(received, f"lat {run} ", owed, submitted, accepted),
+            "errors": len(refused), "owed": len(owed), "why": dict(why)}  # fmt: skip
 
 
 async def run_bare(stack: BenchStack, client: Client, rate: float, duration: float, queue: str,
@@ -111,13 +129,7 @@ async def run_bare(stack: BenchStack, client: Client, rate: float, duration: flo
 
     await open_loop(rate, duration, fire)
     received = await wait_for_texts(stack, f"bare {run} ", len(submitted))
-    arrived = {i: received[f"bare {run} {i}"] for i in submitted if f"bare {run} {i}" in received}
-    over_time = [(submitted[i], at - submitted[i]) for i, at in arrived.items()]
-    return {"from_submit": summary_ms([lat for _, lat in over_time]),
-            "from_202": summary_ms([at - started[i] for i, at in arrived.items()]),
-            "timeline": timeline_ms(over_time),
-            "api_ms": summary_ms([started[i] - submitted[i] for i in submitted]),
-            "lost": len(submitted) - len(arrived), "errors": 0}  # fmt: skip
+    return {**latencies(received, f"bare {run} ", list(submitted), submitted, started), "errors": 0}
 
 
 async def put_customers(stack: BenchStack, ids: list[str]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import BenchStack, Proc, timeline_ms
+from bench.latency import latencies
 
 
 def test_timeline_windows_by_submit_time_with_median_and_max() -> None:
@@ -47,3 +48,17 @@ def test_split_stack_runs_api_and_worker_apart(tmp_path: Path, monkeypatch: pyte
     assert stack.api.argv[1] == "api"
     assert stack.worker.argv[1] == "worker"
     assert _started_pieces(stack, monkeypatch)[-2:] == ["api", "worker"]
+
+
+def test_latencies_count_from_submit_and_from_the_answer_and_what_never_arrived() -> None:
+    submitted = {0: 100.0, 1: 101.0, 2: 102.0}
+    answered = {0: 100.5, 1: 101.1, 2: 102.2}
+    received = {"lat r 0": 101.0, "lat r 1": 101.6, "other 2": 103.0}  # event 2's message never came
+
+    figures = latencies(received, "lat r ", [0, 1, 2], submitted, answered)
+
+    assert (figures["from_submit"]["n"], figures["from_submit"]["max"]) == (2.0, 1000.0)
+    assert figures["from_202"]["max"] == pytest.approx(500.0)
+    assert figures["api_ms"]["n"] == 3.0, "every submitted event's answer counts, arrived or not"
+    assert figures["lost"] == 1
+    assert figures["timeline"] == [(0.0, pytest.approx(600.0), pytest.approx(1000.0))]
