@@ -85,7 +85,10 @@ class EnrollmentActivities:
         ``trigger.when`` was checked when the event was routed. The enrollment is recorded
         exactly once per trigger event.
         """
-        return await self.enroll(inp, retried=activity.info().attempt > 1)
+        info = activity.info()
+        # A local activity counts its attempts only within one workflow task: run again
+        # after its worker died, it is attempt 1 although an earlier run may have admitted.
+        return await self.enroll(inp, retried=info.attempt > 1 or info.is_local)
 
     async def enroll(self, inp: AdmitInput, *, retried: bool = False) -> AdmitResult:
         """Admit (or refuse) and record the enrollment: the admission activity's work.

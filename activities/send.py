@@ -295,9 +295,12 @@ class SendActivities:
             admitted = await parts.enroll(admission, retried=True)
             return (None if admitted.admitted else SendResult(status="refused", reason=admitted.reason)), None
         prepared = await parts.prepare(admission)
+        # A local activity counts its attempts only within one workflow task: run again
+        # after its worker died, it is attempt 1 although an earlier run may have admitted.
+        rerun_possible = activity.info().is_local
 
         def decide_then_open() -> tuple[AdmissionDecision, OpenedSend | None]:
-            decision = parts.decide(prepared)
+            decision = parts.decide(prepared, retried=rerun_possible)
             return decision, (open_send() if decision.admitted else None)
 
         decision, opened = await self._store.offload(decide_then_open)

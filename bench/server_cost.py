@@ -1,7 +1,7 @@
 """The dev server's CPU per workflow: a bare workflow, and variants of it.
 
     .venv/bin/python -m bench.server_cost [--rounds 6] [--rate 20] [--seconds 20]
-        [--variants plain,patch,payloads,eager-start,eager-activity]
+        [--variants plain,patch,payloads,eager-start,eager-activity,local-activity]
 
 Tells how much of the server's work for a journey enrollment (bench/RESULTS.md) comes from
 what: the ``workflow.patched()`` a new run met before the ``Journey`` type (a marker and the
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -73,6 +74,17 @@ class CostPatched:
         )
 
 
+@workflow.defn(name="CostLocal")
+class CostLocal:
+    """The one activity as a local activity: run by the worker inside the workflow task."""
+
+    @workflow.run
+    async def run(self, req: CostRequest) -> str:
+        return await workflow.execute_local_activity(
+            echo_start, req.activity_pad, start_to_close_timeout=timedelta(seconds=10)
+        )
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way of starting and running the one-activity workflow."""
@@ -91,13 +103,18 @@ VARIANTS = {
     "payloads": Variant("our payloads", "CostPlain", OURS),
     "eager-start": Variant("eager start", "CostPlain", SMALL, eager_start=True),
     "eager-activity": Variant("eager activity", "CostPlain", SMALL, queue=EAGER_QUEUE),
+    "local-activity": Variant("local activity", "CostLocal", SMALL),
 }
 
 
-async def server_ms_per_workflow(client: Client, variant: Variant, rate: float, seconds: float,
-                                 server_pid: int) -> float:  # fmt: skip
-    """Start ``rate`` workflows a second for ``seconds``, wait for all; the server's CPU ms per workflow."""
-    before = cpu_seconds(server_pid)
+async def ms_per_workflow(client: Client, variant: Variant, rate: float, seconds: float,
+                          server_pid: int) -> tuple[float, float]:  # fmt: skip
+    """Start ``rate`` workflows a second for ``seconds``, wait for all.
+
+    Returns:
+        The server's, and this process's (client and workers), CPU ms per workflow.
+    """
+    before, own_before = cpu_seconds(server_pid), cpu_seconds(os.getpid())
     handles = []
 
     async def fire(_: int) -> None:
@@ -110,7 +127,8 @@ async def server_ms_per_workflow(client: Client, variant: Variant, rate: float, 
     for handle in handles:
         await handle.result()
     await asyncio.sleep(2)  # the server's work after the last completion (visibility, task deletion)
-    return 1000 * (cpu_seconds(server_pid) - before) / count
+    server = 1000 * (cpu_seconds(server_pid) - before) / count
+    return server, 1000 * (cpu_seconds(os.getpid()) - own_before) / count
 
 
 async def main() -> None:
@@ -135,29 +153,34 @@ async def main() -> None:
         client = await Client.connect(stack.temporal_address)
 
         def worker(queue: str, *, eager_activities: bool) -> Worker:
-            return Worker(client, task_queue=queue, workflows=[CostPlain, CostPatched], activities=[echo_start],
-                          workflow_runner=UnsandboxedWorkflowRunner(), max_concurrent_activities=200,
+            return Worker(client, task_queue=queue, workflows=[CostPlain, CostPatched, CostLocal],
+                          activities=[echo_start], workflow_runner=UnsandboxedWorkflowRunner(),
+                          max_concurrent_activities=200,
                           disable_eager_activity_execution=not eager_activities)  # fmt: skip
 
         async with worker(QUEUE, eager_activities=False), worker(EAGER_QUEUE, eager_activities=True):
-            await server_ms_per_workflow(client, VARIANTS["plain"], args.rate, 5, server_pid)  # warm-up
-            rounds: list[dict[str, float]] = []
+            await ms_per_workflow(client, VARIANTS["plain"], args.rate, 5, server_pid)  # warm-up
+            server_rounds: list[dict[str, float]] = []
+            own_rounds: list[dict[str, float]] = []
             for index in range(args.rounds):
                 shift = index % len(variants)
-                figures = {}
+                server_rounds.append({})
+                own_rounds.append({})
                 for variant in variants[shift:] + variants[:shift]:
-                    figures[variant.name] = await server_ms_per_workflow(client, variant, args.rate, args.seconds,
-                                                                         server_pid)  # fmt: skip
-                rounds.append(figures)
-        print(report(rounds, [v.name for v in variants]))
+                    server_ms, own_ms = await ms_per_workflow(client, variant, args.rate, args.seconds, server_pid)
+                    server_rounds[-1][variant.name], own_rounds[-1][variant.name] = server_ms, own_ms
+        names = [v.name for v in variants]
+        print(report("Server CPU ms per workflow", server_rounds, names))
+        print()
+        print(report("The bench process's CPU ms per workflow (client and workers)", own_rounds, names))
     finally:
         stack.temporal.stop()
 
 
-def report(rounds: list[dict[str, float]], names: list[str]) -> str:
+def report(title: str, rounds: list[dict[str, float]], names: list[str]) -> str:
     """A table of the rounds, and each variant's median difference from the first."""
     reference, others = names[0], names[1:]
-    out = ["Server CPU ms per workflow, per round (the variants in rotating order):", ""]
+    out = [f"{title}, per round (the variants in rotating order):", ""]
     out.append("| round | " + " | ".join(names) + " | " + " | ".join(f"{n} - {reference}" for n in others) + " |")
     out.append("|---" * (1 + len(names) + len(others)) + "|")
     for index, f in enumerate(rounds):

@@ -16,7 +16,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from engine.plan import (
@@ -143,8 +143,8 @@ def split_arm(journey_id: str, customer_id: str, arms: list[tuple[str, float]]) 
 class _JourneyInterpreter:
     """Runs one customer through one journey version: the interpreter both workflow types share.
 
-    Which interpreter changes a run takes is decided by its type (``JourneyWorkflow`` and
-    ``PatchedJourneyWorkflow`` below) before ``_interpret`` starts.
+    Which interpreter changes a run takes is decided by its type (``JourneyWorkflow``,
+    ``JourneyV4Workflow`` and ``PatchedJourneyWorkflow`` below) before ``_interpret`` starts.
     """
 
     def __init__(self) -> None:
@@ -173,6 +173,8 @@ class _JourneyInterpreter:
         self._folded = False
         self._trigger_as_input = False
         self._admit_with_send = False
+        #: Sends run as local activities (the ``JourneyV5`` type).
+        self._local_sends = False
         #: The first step's send is still to admit the customer (``interpreter-4``).
         self._admission_pending = False
         #: The end of the enrollment, recorded with its last step's send (``_send``).
@@ -784,11 +786,8 @@ class _JourneyInterpreter:
             inp.tally = self._take_tally()
             inp.finish = self._closing_record(node)
             try:
-                result: SendResult = await workflow.execute_activity(
-                    SEND, inp, result_type=SendResult,
-                    start_to_close_timeout=timedelta(seconds=node.timeout_s), retry_policy=_retry(node.retry),
-                )  # fmt: skip
-            except ActivityError as err:
+                result = await self._run_send(inp, node)
+            except FailureError as err:  # ActivityError; a local send's failure comes as its cause
                 if inp.admit is not None:
                     # Whether the failed send admitted is unknown: admit before anything counts.
                     await self._admit_or_refuse()
@@ -818,7 +817,28 @@ class _JourneyInterpreter:
                 self._closing, self._closed = inp.finish, result.finished
             return node.next
 
-    async def _failed(self, node: SendNode | ActivityNode, err: ActivityError) -> str | None:
+    async def _run_send(self, inp: SendInput, node: SendNode) -> SendResult:
+        """The send activity, local where the run's type says so (``JourneyV5``).
+
+        A local activity runs in this worker inside the workflow task: no activity task and
+        no second workflow task through the Temporal server, about a quarter of the server's
+        CPU for a one-send enrollment (bench/RESULTS.md). Retries follow the step's policy
+        either way; backoffs longer than the SDK's local retry threshold wait on a timer.
+
+        Raises:
+            FailureError: The send failed: an ``ActivityError``, or for a local send the
+                failure itself (``ApplicationError``, ``TimeoutError``), as the SDK raises it.
+        """
+        timeout, retry = timedelta(seconds=node.timeout_s), _retry(node.retry)
+        if self._local_sends:
+            return await workflow.execute_local_activity(
+                SEND, inp, result_type=SendResult, start_to_close_timeout=timeout, retry_policy=retry
+            )
+        return await workflow.execute_activity(
+            SEND, inp, result_type=SendResult, start_to_close_timeout=timeout, retry_policy=retry
+        )
+
+    async def _failed(self, node: SendNode | ActivityNode, err: FailureError) -> str | None:
         """After a failed step: the node to go to, or None to run the step again (operator retry)."""
         reason = _failure_reason(err)
         self._results[node.id] = {"status": "failed", "reason": reason}
@@ -971,21 +991,42 @@ class _JourneyInterpreter:
         return self._finish_input("exited", "completed", self._take_tally())
 
 
-@workflow.defn(name="Journey")
+@workflow.defn(name="JourneyV5")
 class JourneyWorkflow(_JourneyInterpreter):
     """Runs one customer through one journey version: every enrollment starts as this type.
 
-    It takes every interpreter change up to ``interpreter-4`` without asking for a patch:
-    a new run of ``PatchedJourneyWorkflow`` asked for one, and the SDK recorded a marker and
-    upserted the ``TemporalChangeVersion`` search attribute for it, two history events and
-    about 2 ms of the Temporal server's CPU per enrollment (bench/RESULTS.md). Changes
-    after it go behind ``workflow.patched()`` here as before, until they are folded into a
-    type of their own the same way (docs/extending.md).
+    It takes every interpreter change up to ``interpreter-4`` without asking for a patch
+    (as ``JourneyV4Workflow`` does), and runs its sends as local activities: the send
+    runs in the worker inside the workflow task that asks for it, so a one-send enrollment
+    costs the Temporal server one workflow task where it cost two and an activity task
+    (bench/RESULTS.md). Changes after it go behind ``workflow.patched()`` as before, until
+    they are folded into a type of their own the same way (docs/extending.md).
     """
 
     def __init__(self) -> None:
         super().__init__()
         # In __init__, not in run: signal and update handlers may run before run does.
+        self._admit_with_send = self._trigger_as_input = self._folded = self._local_sends = True
+
+    @workflow.run
+    async def run(self, inp: EnrollmentInput) -> EnrollmentState:
+        """Admit the customer, walk the plan, record how it ended."""
+        return await self._interpret(inp)
+
+
+@workflow.defn(name="Journey")
+class JourneyV4Workflow(_JourneyInterpreter):
+    """Enrollments started as the ``Journey`` type: every change up to ``interpreter-4``, sends as activities.
+
+    It asked for no patch: a new run of ``PatchedJourneyWorkflow`` asked for one, and the
+    SDK recorded a marker and upserted the ``TemporalChangeVersion`` search attribute for
+    it, two history events and about 2 ms of the Temporal server's CPU per enrollment
+    (bench/RESULTS.md). Kept registered while such enrollments may still run or be
+    replayed (a run that continues as new stays this type).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
         self._admit_with_send = self._trigger_as_input = self._folded = True
 
     @workflow.run
@@ -1014,8 +1055,8 @@ class PatchedJourneyWorkflow(_JourneyInterpreter):
         return await self._interpret(inp)
 
 
-#: Every journey workflow type a worker registers: the current one and the one older histories need.
-JOURNEY_WORKFLOWS: tuple[type, ...] = (JourneyWorkflow, PatchedJourneyWorkflow)
+#: Every journey workflow type a worker registers: the current one and those older histories need.
+JOURNEY_WORKFLOWS: tuple[type, ...] = (JourneyWorkflow, JourneyV4Workflow, PatchedJourneyWorkflow)
 
 
 def _retry(plan: RetryPlan) -> RetryPolicy:
@@ -1027,8 +1068,9 @@ def _retry(plan: RetryPlan) -> RetryPolicy:
     )
 
 
-def _failure_reason(err: ActivityError) -> str:
-    cause = err.cause
+def _failure_reason(err: FailureError) -> str:
+    # An activity's failure wraps what it raised; a local activity's is what it raised.
+    cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError):
         return f"{cause.type or 'error'}: {cause.message}"
     return str(cause or err)

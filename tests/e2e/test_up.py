@@ -146,7 +146,7 @@ def test_enrollments_survive_a_restart(tmp_path: Path, ports: dict[str, int]) ->
             time.sleep(0.2)
         wid = enrollment_workflow_id("restart-proof", "c9")
         started = asyncio.run(first_event(f"127.0.0.1:{ports['temporal']}", wid))
-        assert started.workflow_type.name == "Journey", "new enrollments start as the type without patch markers"
+        assert started.workflow_type.name == "JourneyV5", "new enrollments start as the type with local sends"
     finally:
         assert stop_up(up) == 0
     # The enrollment sits on its 5 s timer in the dev server's database file.

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 from engine.compiler import compile_text
 from engine.simulate import time_skipping_server_binary
 from engine.temporal import sdk_runtime, start_enrollment
-from workflows.journey import JOURNEY_WORKFLOWS, JourneyWorkflow, PatchedJourneyWorkflow
+from workflows.journey import JOURNEY_WORKFLOWS, JourneyV4Workflow, JourneyWorkflow, PatchedJourneyWorkflow
 from workflows.messages import (
     ADMIT,
     EVENT_SIGNAL,
@@ -288,10 +288,36 @@ async def test_the_last_send_records_the_end_of_the_enrollment(env: WorkflowEnvi
     assert counted(acts) == EVERY_STEP, "the last step's completion counted once, with the end"
     # interpreter-4: the first send admits, so no admission local activity either.
     assert acts.admissions == ["send"]
-    markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
-    assert markers == [], "no patch marker: the Journey type takes interpreter-4 without one"
+    markers = [e.marker_recorded_event_attributes.marker_name for e in history.events
+               if e.HasField("marker_recorded_event_attributes")]  # fmt: skip
+    assert "core_patch" not in markers, "no patch marker: the type takes interpreter-4 without one"
     upserts = [e for e in history.events if e.HasField("upsert_workflow_search_attributes_event_attributes")]
     assert upserts == [], "nor the TemporalChangeVersion upsert the SDK adds to every patch"
+    # JourneyV5: both sends ran as local activities, recorded as markers, and no activity
+    # task at all (the step counts ride with the sends).
+    assert markers == ["core_local_activity", "core_local_activity"]
+    assert scheduled_activities(history) == []
+
+
+async def test_the_journey_type_before_it_sends_with_activities(env: WorkflowEnvironment) -> None:
+    # Enrollments started as "Journey" replay what they recorded: sends as activity tasks.
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[*JOURNEY_WORKFLOWS], activities=[*acts.all()]):
+        handle = await env.client.start_workflow(JourneyV4Workflow.run, enrollment(three_steps("1s")),
+                                                 id=f"wf-{uuid.uuid4()}", task_queue=queue)  # fmt: skip
+        final: EnrollmentState = await handle.result()
+        history = await handle.fetch_history()
+    assert history.events[0].workflow_execution_started_event_attributes.workflow_type.name == "Journey"
+    assert final.exit_reason == "completed" and acts.sent == [("first", 1), ("second", 1)]
+    assert scheduled_activities(history) == [SEND, SEND]
+    assert not any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+
+
+def scheduled_activities(history: WorkflowHistory) -> list[str]:
+    """The activity types a run scheduled as activity tasks, in order."""
+    return [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")]  # fmt: skip
 
 
 async def test_the_older_type_still_asks_for_its_patch_and_walks_the_same(env: WorkflowEnvironment) -> None:
