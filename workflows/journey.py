@@ -665,7 +665,7 @@ class _JourneyInterpreter:
                     start_to_close_timeout=_LOCAL,
                     retry_policy=RetryPolicy(maximum_attempts=5),
                 )
-            except ActivityError as err:
+            except FailureError as err:  # a local activity's failure comes unwrapped
                 reason = _failure_reason(err)
                 self._results[node.id] = {"status": "failed", "reason": reason}
                 if await self._park(f"step {node.id} failed: {reason}") == "retry":

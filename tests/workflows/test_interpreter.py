@@ -32,6 +32,7 @@ from workflows.messages import (
     SEND,
     STATUS_QUERY,
     TALLY,
+    UPDATE,
     AdmitInput,
     AdmitResult,
     EnrollmentInput,
@@ -44,6 +45,7 @@ from workflows.messages import (
     SendInput,
     SendResult,
     TallyInput,
+    UpdateInput,
 )
 
 
@@ -494,3 +496,36 @@ steps:
     async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*acts.all()]):
         final: EnrollmentState = await (await start(env.client, queue, enrollment(text))).result()
     assert final.exit_reason == "completed" and acts.admissions == ["activity"] and acts.sent == [("hello", 1)]
+
+
+async def test_a_failed_update_step_parks_for_an_operator(env: WorkflowEnvironment) -> None:
+    # The update step runs a local activity, whose failure the SDK raises unwrapped (not as
+    # an ActivityError): it must park the enrollment like a failed send, not fail the run.
+    text = f"""
+journey: update-fails-{uuid.uuid4().hex[:6]}
+trigger: {{event: go}}
+steps:
+  - id: score
+    update: {{lead_score: "1"}}
+  - id: after
+    send: {{channel: wecom.app, to: ops, text: after}}
+"""
+    acts = StandIns()
+    updates: list[str] = []
+
+    @activity.defn(name=UPDATE)
+    async def failing_update(inp: UpdateInput) -> dict[str, object]:
+        updates.append(inp.idempotency_key)
+        raise ApplicationError("CRM says no", type="ProfileError", non_retryable=True)
+
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow],
+                      activities=[*acts.all(), failing_update]):  # fmt: skip
+        handle = await start(env.client, queue, enrollment(text))
+        while (state := await handle.query("status", result_type=EnrollmentState)).status != "needs_attention":
+            await env.sleep(timedelta(seconds=1))
+        assert state.current_step == "score" and "ProfileError: CRM says no" in (state.steps["score"]["reason"])
+        await handle.execute_update("skip")
+        final: EnrollmentState = await handle.result()
+    assert len(updates) == 1 and final.exit_reason == "completed" and acts.sent == [("after", 1)]
+    assert final.steps["score"] == {"status": "skipped", "reason": "operator"}
