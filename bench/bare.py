@@ -59,10 +59,11 @@ async def main() -> None:
     args = parser.parse_args()
     client = await Client.connect(args.temporal)
     sender = BareSender(args.wecom)
-    # Same activity concurrency as the journey worker (engine/worker.py).
+    # Same activity and local-activity concurrency as the journey worker (engine/worker.py).
     runner = UnsandboxedWorkflowRunner() if args.unsandboxed else SandboxedWorkflowRunner()
     worker = Worker(client, task_queue=args.task_queue, workflows=[BareSend], activities=[sender.send],
-                    max_concurrent_activities=200, workflow_runner=runner)  # fmt: skip
+                    max_concurrent_activities=200, max_concurrent_local_activities=10,
+                    workflow_runner=runner)  # fmt: skip
     await worker.run()
 
 

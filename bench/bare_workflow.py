@@ -30,19 +30,26 @@ class BareRequest:
 
     messages: list[BareMessage] = field(default_factory=list)
     wait_s: float = 0.0
+    #: Send with local activities, as journeys do (``JourneyV5``); the issue's baseline does not.
+    local: bool = False
 
 
 @workflow.defn(name="BareSend")
 class BareSend:
-    """Send each message with an activity, sleeping ``wait_s`` between them."""
+    """Send each message with an activity (a local one if asked), sleeping ``wait_s`` between them."""
 
     @workflow.run
     async def run(self, req: BareRequest) -> int:
+        retry = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=1.0)
         for i, message in enumerate(req.messages):
             if i and req.wait_s:
                 await workflow.sleep(req.wait_s)
-            await workflow.execute_activity(
-                BARE_SEND, message, start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=1.0),
-            )  # fmt: skip
+            if req.local:
+                await workflow.execute_local_activity(
+                    BARE_SEND, message, start_to_close_timeout=timedelta(seconds=10), retry_policy=retry
+                )
+            else:
+                await workflow.execute_activity(
+                    BARE_SEND, message, start_to_close_timeout=timedelta(seconds=10), retry_policy=retry
+                )
         return len(req.messages)

@@ -114,7 +114,7 @@ async def run_ours(stack: BenchStack, rate: float, duration: float, customers: l
 
 
 async def run_bare(stack: BenchStack, client: Client, rate: float, duration: float, queue: str,
-                   channel: str = "wecom.customer") -> dict[str, Any]:  # fmt: skip
+                   channel: str = "wecom.customer", *, local: bool = False) -> dict[str, Any]:  # fmt: skip
     run = uuid.uuid4().hex[:6]
     submitted: dict[int, float] = {}
     started: dict[int, float] = {}
@@ -122,7 +122,7 @@ async def run_bare(stack: BenchStack, client: Client, rate: float, duration: flo
     async def fire(i: int) -> None:
         submitted[i] = time.time()
         await client.start_workflow(
-            BareSend.run, BareRequest([BareMessage(channel, f"wm-bare-{i}", f"bare {run} {i}")]),
+            BareSend.run, BareRequest([BareMessage(channel, f"wm-bare-{i}", f"bare {run} {i}")], local=local),
             id=f"bare-{run}-{i}", task_queue=queue,
         )  # fmt: skip
         started[i] = time.time()
@@ -162,6 +162,8 @@ async def main() -> None:
     )
     parser.add_argument("--bare-unsandboxed", action="store_true",
                         help="run the baseline workflow outside the SDK's sandbox too")  # fmt: skip
+    parser.add_argument("--bare-local", action="store_true",
+                        help="the baseline sends with a local activity as journeys do (not the issue's)")  # fmt: skip
     parser.add_argument("--one-process", action="store_true",
                         help="run our API and worker in one `journeys up` process (CPU reported as api)")  # fmt: skip
     args = parser.parse_args()
@@ -169,6 +171,7 @@ async def main() -> None:
     print(header("Latency", ["python", "-m", "bench.latency", "--rates", args.rates, "--duration",
                              f"{args.duration:g}", "--channel", args.channel,
                              *(["--bare-unsandboxed"] if args.bare_unsandboxed else []),
+                             *(["--bare-local"] if args.bare_local else []),
                              *(["--one-process"] if args.one_process else [])]))  # fmt: skip
     stack = BenchStack(one_process=args.one_process).start()
     try:
@@ -181,7 +184,7 @@ async def main() -> None:
         client = await Client.connect(stack.temporal_address)
         messages = (await run_ours(stack, args.warmup / 5, 5, customers[: args.warmup]))["owed"]
         await asyncio.to_thread(stack.settle_confirmations, messages)
-        await run_bare(stack, client, args.warmup / 5, 5, "bare", args.channel)
+        await run_bare(stack, client, args.warmup / 5, 5, "bare", args.channel, local=args.bare_local)
         offset = args.warmup
         results = []
         for rate in rates:
@@ -194,7 +197,7 @@ async def main() -> None:
             ours["settled"] = await asyncio.to_thread(stack.settle_confirmations, messages)
             cpu1 = stack.cpu()
             offset += count
-            bare = await run_bare(stack, client, rate, args.duration, "bare", args.channel)
+            bare = await run_bare(stack, client, rate, args.duration, "bare", args.channel, local=args.bare_local)
             cpu2 = stack.cpu()
             ours["cpu"] = {k: 1000 * (cpu1[k] - cpu0.get(k, 0)) / count for k in cpu1}
             bare["cpu"] = {k: 1000 * (cpu2[k] - cpu1.get(k, 0)) / count for k in cpu2}
