@@ -100,8 +100,8 @@ class EnrollmentActivities:
         Args:
             inp: The enrollment to admit.
             retried: An earlier attempt may have admitted it already. An enrollment
-                already recorded stays admitted: its checks are not run again, since the
-                profile or the journey may have changed since they passed.
+                already recorded stays admitted even if its checks would refuse it now,
+                since the profile or the journey may have changed since they passed.
 
         Returns:
             Whether the customer is admitted and, if not, why.
@@ -138,13 +138,16 @@ class EnrollmentActivities:
 
         Args:
             prepared: From ``prepare``.
-            retried: An enrollment an earlier attempt recorded stays admitted, unchecked.
+            retried: An enrollment an earlier attempt recorded stays admitted, whatever the
+                checks say now.
         """
         inp = prepared.inp
-        if retried and self._store.has_enrollment(inp.enrollment_id):
-            return AdmissionDecision(None, None)
         refused = self._check(inp, prepared.status)
         if refused is not None:
+            # Looked up only now: a passing check admits a recorded enrollment anyway (``admit``
+            # answers None for this run's own row), so the usual path costs no extra read.
+            if retried and self._store.has_enrollment(inp.enrollment_id):
+                return AdmissionDecision(None, None)
             return AdmissionDecision(refused, False)
         return AdmissionDecision(None, self._store.admit(prepared.row, prepared.entered))
 

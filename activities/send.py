@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
@@ -93,6 +94,8 @@ class SendActivities:
         self._webhook = webhook
         self._confirmations = confirmations
         self._admission = admission
+        #: Deliveries under way in this process, by message log key (``_delivering``).
+        self._in_flight: dict[str, asyncio.Task[tuple[SendResult, _Settled]]] = {}
 
     @activity.defn(name=SEND)
     async def send(self, inp: SendInput) -> SendResult:
@@ -163,6 +166,11 @@ class SendActivities:
             WeComError: Retryable WeCom or transport failures, left to Temporal's retries.
         """
         key = idempotency_key(inp)
+        running = self._in_flight.get(key)
+        if running is not None:
+            # An earlier attempt of this step visit is still delivering here (it timed out, and
+            # a local activity's retry runs in the same process): let it log what it did first.
+            await asyncio.wait([running])
         counts = count_batch(inp.tally)
         # Policies govern proactive marketing messages to the customer (§6a.5), nothing else.
         governed = inp.category == "marketing" and inp.customer_facing
@@ -231,6 +239,35 @@ class SendActivities:
         # Before delivering: nothing may stand between a delivery and logging it (a failure or
         # a cancellation there would leave the attempt "sending", and a retry would send again).
         settling = await self._prepare_settlement(inp)
+        delivery = self._deliver_and_log(inp, key, earlier, rendered, governed, now, settling)
+        return await self._delivering(key, delivery)
+
+    async def _delivering(
+        self, key: str, delivery: Coroutine[Any, Any, tuple[SendResult, _Settled]]
+    ) -> tuple[SendResult, _Settled]:
+        """Run ``delivery`` to its end even if this attempt is cancelled meanwhile.
+
+        A local activity's timeout cancels its attempt (the SDK enforces it in the worker),
+        and a cancellation between WeCom's answer and the log would leave the attempt
+        ``sending`` for the retry to deliver again. Shielded, the delivery goes on and logs
+        its outcome; a retry of the same step visit in this process waits for it (``_deliver``).
+        """
+        task = asyncio.create_task(delivery)
+        self._in_flight[key] = task
+
+        def done(finished: asyncio.Task[tuple[SendResult, _Settled]]) -> None:
+            if self._in_flight.get(key) is finished:
+                del self._in_flight[key]
+            if not finished.cancelled():
+                finished.exception()  # retrieved: an attempt cancelled meanwhile never awaits it
+
+        task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _deliver_and_log(self, inp: SendInput, key: str, earlier: MessageRow | None, rendered: Rendered,
+                               governed: bool, now: datetime,
+                               settling: _Settlement) -> tuple[SendResult, _Settled]:  # fmt: skip
+        """Deliver the rendered message (or adopt the task an interrupted attempt created) and log the outcome."""
         try:
             delivered = None
             if earlier is not None and earlier.status == "sending" and inp.channel == "wecom.customer":

@@ -52,8 +52,9 @@ class Settings(BaseSettings):
         journeys_worker_workflow_tasks: Workflow tasks one worker process runs at once.
         journeys_worker_local_activities: Local activities (sends, admission, branch and
             update steps, the enrollment record) one worker process runs at once.
-        journeys_worker_activities: Activities (custom activities, sends of enrollments
-            started before the ``JourneyV5`` type, step counts) one worker process runs at once.
+        journeys_worker_activities: Activities (custom activities, step counts, sends of
+            enrollments started before the ``JourneyV5`` type and the log entry of a held send
+            that went stale) one worker process runs at once.
         journeys_sql_threads: Threads per process for database calls (default: 1 on SQLite,
             8 on PostgreSQL; see ``engine.store.Store``).
         journeys_workflow_sandbox: Run the engine's workflows in the SDK's sandbox (it

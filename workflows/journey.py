@@ -109,6 +109,8 @@ _ADMIT_WITH_SEND = "interpreter-4"
 #: Step counts are not held back longer than this: a wait that would keep them waiting
 #: longer sends them on their own as before.
 _CARRY_WINDOW = timedelta(seconds=60)
+#: A local send's retry whose backoff is longer than this waits on a timer (``_run_send``).
+_LOCAL_SEND_RETRY_THRESHOLD = timedelta(seconds=1)
 
 
 class _End(Exception):
@@ -787,7 +789,7 @@ class _JourneyInterpreter:
             inp.finish = self._closing_record(node)
             try:
                 result = await self._run_send(inp, node)
-            except FailureError as err:  # ActivityError; a local send's failure comes as its cause
+            except FailureError as err:  # ActivityError; a local send's own failure comes unwrapped
                 if inp.admit is not None:
                     # Whether the failed send admitted is unknown: admit before anything counts.
                     await self._admit_or_refuse()
@@ -823,17 +825,20 @@ class _JourneyInterpreter:
         A local activity runs in this worker inside the workflow task: no activity task and
         no second workflow task through the Temporal server, about a quarter of the server's
         CPU for a one-send enrollment (bench/RESULTS.md). Retries follow the step's policy
-        either way; backoffs longer than the SDK's local retry threshold wait on a timer.
+        either way. A local send waits out a backoff longer than a second on a Temporal
+        timer, not in its workflow task: a task waiting in the worker holds one of its few
+        workflow-task slots, which timers and signals of other enrollments need.
 
         Raises:
-            FailureError: The send failed: an ``ActivityError``, or for a local send the
-                failure itself (``ApplicationError``, ``TimeoutError``), as the SDK raises it.
+            FailureError: The send failed: an ``ActivityError``, or for a local send what it
+                raised (an ``ApplicationError``) unwrapped, as the SDK raises it.
         """
         timeout, retry = timedelta(seconds=node.timeout_s), _retry(node.retry)
         if self._local_sends:
             return await workflow.execute_local_activity(
-                SEND, inp, result_type=SendResult, start_to_close_timeout=timeout, retry_policy=retry
-            )
+                SEND, inp, result_type=SendResult, start_to_close_timeout=timeout, retry_policy=retry,
+                local_retry_threshold=_LOCAL_SEND_RETRY_THRESHOLD,
+            )  # fmt: skip
         return await workflow.execute_activity(
             SEND, inp, result_type=SendResult, start_to_close_timeout=timeout, retry_policy=retry
         )
@@ -1069,7 +1074,7 @@ def _retry(plan: RetryPlan) -> RetryPolicy:
 
 
 def _failure_reason(err: FailureError) -> str:
-    # An activity's failure wraps what it raised; a local activity's is what it raised.
+    # An activity's failure wraps what it raised; a local activity's own failure comes unwrapped.
     cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError):
         return f"{cause.type or 'error'}: {cause.message}"

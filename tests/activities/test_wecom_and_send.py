@@ -921,3 +921,64 @@ async def test_a_retried_send_keeps_the_admission_an_earlier_attempt_recorded(en
     other = send_input(enrollment_id="enr-2", admit=admission("enr-2", audience="customer.vip",
                                                                  reentry="after_exit"))  # fmt: skip
     assert (await attempt(1).run(acts.send, other)).reason == "audience"
+
+
+def local_attempt(n: int) -> ActivityEnvironment:
+    """An attempt of a local activity: its count restarts at 1 when its workflow task is retried."""
+    runner = attempt(n)
+    runner.info = dataclasses.replace(runner.info, is_local=True)
+    return runner
+
+
+async def test_a_local_rerun_keeps_the_admission_and_the_message_its_first_run_recorded(env: Env) -> None:
+    # The worker died after the first send logged its message, before its workflow task
+    # completed: the send runs again as attempt 1. The journey was paused meanwhile, which
+    # refuses new customers; this one stays admitted and gets its recorded outcome.
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    await env.redis.set(gate_key("j"), json.dumps({"status": "active"}))
+    acts = admitting(env)
+    inp = send_input(admit=admission("enr-1"), gate=True)
+    first = await local_attempt(1).run(acts.send, inp)
+    await env.redis.set(gate_key("j"), json.dumps({"status": "paused"}))
+    again = await local_attempt(1).run(acts.send, inp)
+    assert first.status == again.status == "sent" and again.msgid == first.msgid
+    assert len(env.fake.listing()) == 1
+    # Not a re-run: a first attempt as an ordinary activity is refused by the paused journey.
+    other = send_input(enrollment_id="enr-2", admit=admission("enr-2", reentry="after_exit"), gate=True)
+    assert (await attempt(1).run(acts.send, other)).reason == "journey_paused"
+
+
+async def test_a_send_cancelled_while_wecom_answers_still_logs_it_and_its_retry_sends_nothing_more(
+    env: Env,
+) -> None:
+    # A local send's timeout cancels the attempt in the worker; its retry runs in the same process.
+    env.store.put_customer("c1", {"name": "张三", "external_userid": "wm_c1", "owner_userid": "zhangsan"})
+    acts = SendActivities(env.store, env.client())
+    await env.client().token("contact")
+    env.fake.config.latency_ms = 400
+
+    async def cancelled_midway(inp: SendInput) -> None:
+        timed_out = local_attempt(1)
+        first = asyncio.create_task(timed_out.run(acts.send, inp))
+        await asyncio.sleep(0.15)  # the request is at the fake, which answers after 400 ms
+        timed_out.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+    def logged() -> list[tuple[int, str]]:
+        return [(m.visit, m.status) for m in env.store.list_messages(journey_id="j")]
+
+    # The delivery goes on after the cancellation and logs what WeCom answered.
+    await cancelled_midway(send_input())
+    await asyncio.sleep(0.6)
+    assert logged() == [(1, "sent")] and len(env.fake.listing()) == 1
+    assert (await local_attempt(2).run(acts.send, send_input())).status == "sent"
+    # A retry that starts while the delivery is still under way waits for it, then reports
+    # it, rather than asking WeCom again (whose duplicate check would record a duplicate).
+    await env.client().token("app")
+    app = send_input(visit=2, channel="wecom.app", message={"to": ["zhangsan"], "text": "hi"})
+    await cancelled_midway(app)
+    assert (await local_attempt(2).run(acts.send, app)).status == "sent"
+    await asyncio.sleep(0.6)
+    assert logged() == [(1, "sent"), (2, "sent")]
+    assert [m.get("duplicate_of") for m in env.fake.listing()] == [None, None]

@@ -522,10 +522,36 @@ steps:
     async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow],
                       activities=[*acts.all(), failing_update]):  # fmt: skip
         handle = await start(env.client, queue, enrollment(text))
-        while (state := await handle.query("status", result_type=EnrollmentState)).status != "needs_attention":
+        for _ in range(30):  # a run that failed instead never parks: fail here, not at the timeout
+            if (state := await handle.query("status", result_type=EnrollmentState)).status == "needs_attention":
+                break
             await env.sleep(timedelta(seconds=1))
         assert state.current_step == "score" and "ProfileError: CRM says no" in (state.steps["score"]["reason"])
         await handle.execute_update("skip")
         final: EnrollmentState = await handle.result()
     assert len(updates) == 1 and final.exit_reason == "completed" and acts.sent == [("after", 1)]
     assert final.steps["score"] == {"status": "skipped", "reason": "operator"}
+
+
+async def test_a_local_send_waits_out_its_backoff_on_a_timer(env: WorkflowEnvironment) -> None:
+    # Not inside the workflow task, whose slot timers and signals of other enrollments need.
+    acts = StandIns()
+    calls: list[int] = []
+
+    @activity.defn(name=SEND)
+    async def flaky_send(inp: SendInput) -> SendResult:
+        calls.append(activity.info().attempt)
+        if len(calls) == 1:
+            raise ApplicationError("WeCom is busy", type="WeComError")  # retryable
+        return await acts.send(inp)
+
+    queue = f"q-{uuid.uuid4()}"
+    others = [a for a in acts.all() if a != acts.send]
+    async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=[*others, flaky_send]):
+        handle = await start(env.client, queue, enrollment(FAILING))
+        final: EnrollmentState = await handle.result()
+        history = await handle.fetch_history()
+    assert final.exit_reason == "completed" and calls == [1, 2, 1] and acts.sent == [("hello", 1), ("after", 1)]
+    timers = [e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta() for e in history.events
+              if e.HasField("timer_started_event_attributes")]  # fmt: skip
+    assert timers == [timedelta(seconds=10)], "the step's first backoff (10 s), on a timer"
