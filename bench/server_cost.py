@@ -11,10 +11,12 @@ workflow task in the answer (``eager-start``: the client and the worker share a 
 as they would in ``journeys up``; journeys do not ask for it, see bench/RESULTS.md), and an
 activity handed to the worker with the workflow task's completion (``eager-activity``: the
 server's ``system.enableActivityEagerExecution`` is on for this run; the other variants'
-worker does not ask for it). Each variant starts workflows of one activity at a steady rate
+worker does not ask for it), and what a local activity saves (``local-activity``: the
+activity runs in the worker inside the workflow task, as journey sends do since the
+``JourneyV5`` type). Each variant starts workflows of one activity at a steady rate
 on a fresh dev server; the variants take turns in rotating order, because the host's speed
 and the server's cost per workflow drift over minutes, so only the differences within a
-round compare.
+round compare. The bench process's own CPU (client and workers) is reported beside the server's.
 """
 
 from __future__ import annotations
