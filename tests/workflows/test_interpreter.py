@@ -10,6 +10,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -303,17 +304,22 @@ async def test_the_last_send_records_the_end_of_the_enrollment(env: WorkflowEnvi
 
 async def test_the_journey_type_before_it_sends_with_activities(env: WorkflowEnvironment) -> None:
     # Enrollments started as "Journey" replay what they recorded: sends as activity tasks.
-    acts = StandIns()
-    queue = f"q-{uuid.uuid4()}"
-    async with Worker(env.client, task_queue=queue, workflows=[*JOURNEY_WORKFLOWS], activities=[*acts.all()]):
-        handle = await env.client.start_workflow(JourneyV4Workflow.run, enrollment(three_steps("1s")),
-                                                 id=f"wf-{uuid.uuid4()}", task_queue=queue)  # fmt: skip
-        final: EnrollmentState = await handle.result()
-        history = await handle.fetch_history()
+    final, history, acts = await three_steps_as(env, JourneyV4Workflow.run)
     assert history.events[0].workflow_execution_started_event_attributes.workflow_type.name == "Journey"
     assert final.exit_reason == "completed" and acts.sent == [("first", 1), ("second", 1)]
     assert scheduled_activities(history) == [SEND, SEND]
     assert not any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+
+
+async def three_steps_as(env: WorkflowEnvironment, run: Any) -> tuple[EnrollmentState, WorkflowHistory, StandIns]:
+    """Run ``three_steps("1s")`` as the type of ``run``, every type registered: its end, history, stand-ins."""
+    acts = StandIns()
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[*JOURNEY_WORKFLOWS], activities=[*acts.all()]):
+        handle = await env.client.start_workflow(run, enrollment(three_steps("1s")), id=f"wf-{uuid.uuid4()}",
+                                                 task_queue=queue)  # fmt: skip
+        final: EnrollmentState = await handle.result()
+        return final, await handle.fetch_history(), acts
 
 
 def scheduled_activities(history: WorkflowHistory) -> list[str]:
@@ -325,13 +331,7 @@ def scheduled_activities(history: WorkflowHistory) -> list[str]:
 async def test_the_older_type_still_asks_for_its_patch_and_walks_the_same(env: WorkflowEnvironment) -> None:
     # A running enrollment of the type before "Journey" that continues as new starts a
     # fresh run of that type: it records interpreter-4's marker and behaves as the new type.
-    acts = StandIns()
-    queue = f"q-{uuid.uuid4()}"
-    async with Worker(env.client, task_queue=queue, workflows=[*JOURNEY_WORKFLOWS], activities=[*acts.all()]):
-        handle = await env.client.start_workflow(PatchedJourneyWorkflow.run, enrollment(three_steps("1s")),
-                                                 id=f"wf-{uuid.uuid4()}", task_queue=queue)  # fmt: skip
-        final: EnrollmentState = await handle.result()
-        history = await handle.fetch_history()
+    final, history, acts = await three_steps_as(env, PatchedJourneyWorkflow.run)
     assert history.events[0].workflow_execution_started_event_attributes.workflow_type.name == "JourneyWorkflow"
     assert final.exit_reason == "completed" and acts.sent == [("first", 1), ("second", 1)]
     assert acts.admissions == ["send"] and acts.finished == ["exited"] and counted(acts) == EVERY_STEP
