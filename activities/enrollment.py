@@ -85,10 +85,7 @@ class EnrollmentActivities:
         ``trigger.when`` was checked when the event was routed. The enrollment is recorded
         exactly once per trigger event.
         """
-        info = activity.info()
-        # A local activity counts its attempts only within one workflow task: run again
-        # after its worker died, it is attempt 1 although an earlier run may have admitted.
-        return await self.enroll(inp, retried=info.attempt > 1 or info.is_local)
+        return await self.enroll(inp, retried=possibly_run_before())
 
     async def enroll(self, inp: AdmitInput, *, retried: bool = False) -> AdmitResult:
         """Admit (or refuse) and record the enrollment: the admission activity's work.
@@ -231,6 +228,16 @@ class EnrollmentActivities:
         ``{enrollment}:{step}:{visit}`` key, whatever the step is called.
         """
         await self._store.offload(record_tally, self._store, inp)
+
+
+def possibly_run_before() -> bool:
+    """Whether an earlier run of the current activity may have done its work already.
+
+    A retried attempt, or any local activity: it counts its attempts only within one
+    workflow task, so run again after its worker died it is attempt 1 once more.
+    """
+    info = activity.info()
+    return info.attempt > 1 or info.is_local
 
 
 async def record_finish(store: Store, redis: Redis, events: EngineEvents | None, inp: FinishInput) -> None:

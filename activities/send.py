@@ -18,6 +18,7 @@ from activities.enrollment import (
     announce_end,
     count_batch,
     gate_state,
+    possibly_run_before,
     prepare_end,
     record_finish,
 )
@@ -332,9 +333,7 @@ class SendActivities:
             admitted = await parts.enroll(admission, retried=True)
             return (None if admitted.admitted else SendResult(status="refused", reason=admitted.reason)), None
         prepared = await parts.prepare(admission)
-        # A local activity counts its attempts only within one workflow task: run again
-        # after its worker died, it is attempt 1 although an earlier run may have admitted.
-        rerun_possible = activity.info().is_local
+        rerun_possible = possibly_run_before()
 
         def decide_then_open() -> tuple[AdmissionDecision, OpenedSend | None]:
             decision = parts.decide(prepared, retried=rerun_possible)

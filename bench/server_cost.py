@@ -45,6 +45,8 @@ class CostRequest:
 
     pad: str = ""
     activity_pad: str = ""
+    #: Run the activity as a local activity (``CostPlain`` only).
+    local: bool = False
 
 
 @activity.defn(name="echo_start")
@@ -55,13 +57,12 @@ async def echo_start(text: str) -> str:
 
 @workflow.defn(name="CostPlain")
 class CostPlain:
-    """One activity, nothing else."""
+    """One activity (a local one if asked), nothing else."""
 
     @workflow.run
     async def run(self, req: CostRequest) -> str:
-        return await workflow.execute_activity(
-            echo_start, req.activity_pad, start_to_close_timeout=timedelta(seconds=10)
-        )
+        run_activity = workflow.execute_local_activity if req.local else workflow.execute_activity
+        return await run_activity(echo_start, req.activity_pad, start_to_close_timeout=timedelta(seconds=10))
 
 
 @workflow.defn(name="CostPatched")
@@ -72,17 +73,6 @@ class CostPatched:
     async def run(self, req: CostRequest) -> str:
         workflow.patched("interpreter-4")
         return await workflow.execute_activity(
-            echo_start, req.activity_pad, start_to_close_timeout=timedelta(seconds=10)
-        )
-
-
-@workflow.defn(name="CostLocal")
-class CostLocal:
-    """The one activity as a local activity: run by the worker inside the workflow task."""
-
-    @workflow.run
-    async def run(self, req: CostRequest) -> str:
-        return await workflow.execute_local_activity(
             echo_start, req.activity_pad, start_to_close_timeout=timedelta(seconds=10)
         )
 
@@ -105,7 +95,7 @@ VARIANTS = {
     "payloads": Variant("our payloads", "CostPlain", OURS),
     "eager-start": Variant("eager start", "CostPlain", SMALL, eager_start=True),
     "eager-activity": Variant("eager activity", "CostPlain", SMALL, queue=EAGER_QUEUE),
-    "local-activity": Variant("local activity", "CostLocal", SMALL),
+    "local-activity": Variant("local activity", "CostPlain", CostRequest(local=True)),
 }
 
 
@@ -155,7 +145,7 @@ async def main() -> None:
         client = await Client.connect(stack.temporal_address)
 
         def worker(queue: str, *, eager_activities: bool) -> Worker:
-            return Worker(client, task_queue=queue, workflows=[CostPlain, CostPatched, CostLocal],
+            return Worker(client, task_queue=queue, workflows=[CostPlain, CostPatched],
                           activities=[echo_start], workflow_runner=UnsandboxedWorkflowRunner(),
                           max_concurrent_activities=200,
                           disable_eager_activity_execution=not eager_activities)  # fmt: skip

@@ -149,6 +149,11 @@ class _JourneyInterpreter:
     ``JourneyV4Workflow`` and ``PatchedJourneyWorkflow`` below) before ``_interpret`` starts.
     """
 
+    #: The type takes every change up to ``interpreter-4`` without asking for a patch.
+    _PATCH_FREE = False
+    #: The type runs its sends as local activities (``_run_send``).
+    _local_sends = False
+
     def __init__(self) -> None:
         self._inp: EnrollmentInput | None = None
         self._inbox: list[EventData] = []
@@ -172,11 +177,9 @@ class _JourneyInterpreter:
         self._tally_seq = 0
         self._tally_since: datetime | None = None
         self._flushing: list[workflow.ActivityHandle[Any]] = []
-        self._folded = False
-        self._trigger_as_input = False
-        self._admit_with_send = False
-        #: Sends run as local activities (the ``JourneyV5`` type).
-        self._local_sends = False
+        # Set here, not in run: signal and update handlers may run before run does. A type
+        # that is not patch-free decides them by its history's markers in run.
+        self._folded = self._trigger_as_input = self._admit_with_send = self._PATCH_FREE
         #: The first step's send is still to admit the customer (``interpreter-4``).
         self._admission_pending = False
         #: The end of the enrollment, recorded with its last step's send (``_send``).
@@ -1008,10 +1011,8 @@ class JourneyWorkflow(_JourneyInterpreter):
     they are folded into a type of their own the same way (docs/extending.md).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        # In __init__, not in run: signal and update handlers may run before run does.
-        self._admit_with_send = self._trigger_as_input = self._folded = self._local_sends = True
+    _PATCH_FREE = True
+    _local_sends = True
 
     @workflow.run
     async def run(self, inp: EnrollmentInput) -> EnrollmentState:
@@ -1030,9 +1031,7 @@ class JourneyV4Workflow(_JourneyInterpreter):
     replayed (a run that continues as new stays this type).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._admit_with_send = self._trigger_as_input = self._folded = True
+    _PATCH_FREE = True
 
     @workflow.run
     async def run(self, inp: EnrollmentInput) -> EnrollmentState:
